@@ -1,0 +1,53 @@
+# Two commands a new user needs: `make demo` and `make test`. Both create the virtualenv
+# on first use. Variables: PYTHON (interpreter for the venv), VENV, DJANGO (pip spec),
+# DB (sqlite | postgres | mysql), PYTEST_ARGS.
+PYTHON ?= python3
+VENV ?= .venv
+DJANGO ?= Django>=5.2,<5.3
+DB ?= sqlite
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := dev$(if $(filter mysql,$(DB)),$(comma)mysql)
+comma := ,
+
+.PHONY: help venv demo test lint format typecheck docs bench bench-short serve clean
+
+help:
+	@echo "make demo    - set up, seed the example project and audit it (SQLite)"
+	@echo "make test    - run the test suite (DB=sqlite|postgres|mysql)"
+	@echo "make lint    - ruff + mypy"
+	@echo "make docs    - build the docs with warnings as errors"
+	@echo "make bench   - overhead benchmark against the alternatives"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]' '$(DJANGO)'
+	@touch $@
+
+venv: $(STAMP)
+	@if [ "$(DB)" = mysql ] && ! $(BIN)/python -c 'import MySQLdb' 2>/dev/null; then \
+		$(BIN)/python -m pip install -q -e '.[mysql]' '$(DJANGO)'; fi
+
+test: venv
+	NPLUSONE_GUARD_TEST_DB=$(DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy django_nplusone_guard tests
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: venv
+	cd example_project && ../$(BIN)/python manage.py demo
+
+serve: venv
+	cd example_project && ../$(BIN)/python manage.py runserver
+
+clean:
+	rm -rf .venv* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,20 @@
+"""Find N+1 queries and missing indexes in Django apps.
+
+The public API is deliberately small; everything else is an implementation detail.
+"""
+
+from __future__ import annotations
+
+from .capture import capture, ignore
+from .exceptions import NPlusOneDetected, NPlusOneWarning
+from .report import Report
+
+__all__ = [
+    "NPlusOneDetected",
+    "NPlusOneWarning",
+    "Report",
+    "capture",
+    "ignore",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,483 @@
+"""The recorder: one execute wrapper on every connection, and context-local capture scopes.
+
+Design constraints, in order of importance:
+
+* **Never harm the query.** The wrapper calls ``execute`` exactly once and lets its result
+  and exceptions through untouched; anything that goes wrong while recording is swallowed
+  and logged once.
+* **Cheap when idle, cheap when active.** With no scope active the cost is one
+  ``ContextVar.get()``. With a scope active it is a clock read, a short walk over frames whose
+  classification is cached per code object, and one tuple appended to a list. Fingerprints,
+  rendering and attribution happen after the scope ends, once per distinct statement.
+* **Context-local.** Scopes live in a ``ContextVar``, which asyncio tasks and
+  ``sync_to_async`` threads inherit and which concurrent requests never share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import logging
+import os
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from time import perf_counter
+from types import CodeType, FrameType, TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+
+from . import conf
+
+__all__ = ["Scope", "active_scope", "capture", "ignore", "install", "suppressed"]
+
+logger = logging.getLogger("django_nplusone_guard")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: How many user frames a query keeps; the first is its call site.
+MAX_USER_FRAMES = 6
+#: Give up walking after this many frames (deep recursion, huge middleware stacks).
+MAX_WALK = 256
+
+# Record layout, a plain tuple because it is built once per query on the hot path.
+ALIAS, SQL, PARAMS, MANY, DURATION, STACK, CALL, IGNORED = range(8)
+Record = tuple[str, Any, Any, bool, float, tuple[Any, ...], int, bool]
+
+_current: ContextVar[Scope | None] = ContextVar("django_nplusone_guard_scope", default=None)
+_call_ids = itertools.count(1)
+
+
+class Scope:
+    """What one ``capture()`` (or one request) has recorded so far.
+
+    ``records`` keeps up to ``max_queries`` statements; past that, ``overflow`` counts them
+    per (alias, sql, stack) so totals stay right while memory stays flat.
+    """
+
+    __slots__ = (
+        "_batch_frames",
+        "aliases",
+        "base_frame",
+        "count",
+        "ignoring",
+        "max_queries",
+        "overflow",
+        "parent",
+        "records",
+        "task",
+        "total_time",
+    )
+
+    def __init__(
+        self,
+        *,
+        parent: Scope | None,
+        aliases: tuple[str, ...] | None = None,
+        max_queries: int = 10_000,
+        base_frame: FrameType | None = None,
+        ignoring: bool = False,
+    ) -> None:
+        self.parent = parent
+        self.aliases = aliases
+        self.max_queries = max_queries
+        self.base_frame = base_frame
+        self.ignoring = ignoring
+        self.records: list[Record] = []
+        self.overflow: dict[tuple[Any, ...], list[Any]] = {}
+        self.count = 0
+        self.total_time = 0.0
+        self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
+        try:
+            self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        except RuntimeError:
+            self.task = None
+
+    def add(self, record: Record) -> None:
+        self.count += 1
+        self.total_time += record[DURATION]
+        if len(self.records) < self.max_queries:
+            self.records.append(record)
+            return
+        key = (record[ALIAS], record[SQL], record[STACK], record[IGNORED])
+        slot = self.overflow.get(key)
+        if slot is None:
+            self.overflow[key] = [1, record[DURATION], record[MANY]]
+        else:
+            slot[0] += 1
+            slot[1] += record[DURATION]
+
+    def call_id(self, stack: tuple[Any, ...], batch: FrameType | None) -> int:
+        """A new id per call from user code, except for the queries of one batching call
+        (``bulk_create`` batches, per-chunk prefetches) which share the id of its frame."""
+        if batch is None:
+            return next(_call_ids)
+        seen = self._batch_frames.get(stack)
+        if seen is not None and seen[0] is batch:
+            return seen[1]
+        call = next(_call_ids)
+        # Holding the frame keeps ``is`` meaningful (no id reuse); released at scope exit.
+        self._batch_frames[stack] = (batch, call)
+        return call
+
+    def close(self) -> None:
+        self._batch_frames.clear()
+        self.base_frame = None
+
+
+def active_scope() -> Scope | None:
+    """The innermost scope recording for the current context, if any."""
+    return _current.get()
+
+
+# --------------------------------------------------------------------------- frames
+
+_LIBRARY, _USER, _BATCH = 0, 1, 2
+_frame_kinds: dict[CodeType, int] = {}
+_batch_codes: set[CodeType] = set()
+_ignored_modules: tuple[str, ...] = ()
+_ignored_paths: tuple[str, ...] = ()
+
+_ALWAYS_IGNORED = ("django", "asgiref", "django_nplusone_guard", "debug_toolbar")
+
+
+def _library_paths() -> tuple[str, ...]:
+    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= {p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages"))}
+    return tuple(sorted({os.path.join(os.path.realpath(p), "") for p in paths}))
+
+
+def _reset_frame_cache() -> None:
+    """Recompute what counts as user code; STACK_IGNORE may have changed."""
+    global _ignored_modules, _ignored_paths
+    _frame_kinds.clear()
+    _ignored_modules = _ALWAYS_IGNORED + conf.get_config().STACK_IGNORE
+    _ignored_paths = _library_paths()
+
+
+def _classify(frame: FrameType) -> int:
+    code = frame.f_code
+    if code in _batch_codes:
+        kind = _BATCH
+    else:
+        module = frame.f_globals.get("__name__") or ""
+        filename = code.co_filename
+        if (
+            any(module == m or module.startswith(m + ".") for m in _ignored_modules)
+            or filename.startswith(_ignored_paths)
+            or filename.startswith("<frozen")
+        ):
+            kind = _LIBRARY
+        else:
+            kind = _USER
+    _frame_kinds[code] = kind
+    return kind
+
+
+def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, ...], Any]:
+    """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
+    batching frame seen before the first user frame."""
+    stack: list[Any] = []
+    batch = None
+    kinds = _frame_kinds
+    steps = 0
+    while frame is not None and steps < MAX_WALK:
+        kind = kinds.get(frame.f_code)
+        if kind is None:
+            kind = _classify(frame)
+        if kind == _USER:
+            stack.append(frame.f_code)
+            stack.append(frame.f_lineno)
+            if len(stack) >= 2 * MAX_USER_FRAMES:
+                break
+        elif kind == _BATCH and not stack:
+            batch = frame
+        if frame is base:
+            break
+        frame = frame.f_back
+        steps += 1
+    return tuple(stack), batch
+
+
+def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
+    """User frames of the coroutine chain a scope's task is awaiting on.
+
+    Used when a query runs in a ``sync_to_async`` worker thread, whose own stack holds no
+    user code: the user's ``await Book.objects.aget(...)`` line is in the awaiting task.
+    """
+    if task is None:
+        return ()
+    frames: list[FrameType] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(frames) < MAX_WALK:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    stack: list[Any] = []
+    for frame in reversed(frames):
+        kind = _frame_kinds.get(frame.f_code)
+        if kind is None:
+            kind = _classify(frame)
+        if kind == _USER:
+            stack.extend((frame.f_code, frame.f_lineno))
+            if len(stack) >= 2 * MAX_USER_FRAMES:
+                break
+    return tuple(stack)
+
+
+# --------------------------------------------------------------------------- the wrapper
+
+_failures_logged: set[str] = set()
+
+
+def log_internal_error(where: str, *, exc_info: bool = True) -> None:
+    """Log an internal failure once per place, with its traceback; never raise."""
+    if where in _failures_logged:
+        return
+    _failures_logged.add(where)
+    logger.error(
+        "django-nplusone-guard hit an internal error in %s; the query ran normally and "
+        "this scope may be incomplete. Please report it.",
+        where,
+        exc_info=exc_info,
+    )
+
+
+def _execute_wrapper(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    scope = _current.get()
+    if scope is None:
+        return execute(sql, params, many, context)
+    start = perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        duration = perf_counter() - start
+        try:
+            _record(scope, context["connection"].alias, sql, params, many, duration)
+        except Exception:
+            log_internal_error("the execute wrapper")
+
+
+def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duration: float) -> None:
+    # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
+    stack, batch = _walk(sys._getframe(2), scope.base_frame)
+    if not stack and scope.task is not None:
+        stack = _walk_task(scope.task)
+    record: Record = (alias, sql, params, many, duration, stack, scope.call_id(stack, batch), False)
+    node: Scope | None = scope
+    while node is not None:
+        if node.ignoring:
+            if not record[IGNORED]:
+                record = (*record[:IGNORED], True)
+        elif node.aliases is None or alias in node.aliases:
+            node.add(record)
+        node = node.parent
+
+
+# --------------------------------------------------------------------------- installation
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def _install_on(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    if _execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_execute_wrapper)
+
+
+def install() -> None:
+    """Hook every connection, now and future. Idempotent; called from ``AppConfig.ready``
+    and, for projects that use ``capture()`` without the app installed, on first capture."""
+    global _installed
+    with _install_lock:
+        if not _installed:
+            from django.db.models import deletion, query
+
+            _batch_codes.update(
+                {
+                    query.QuerySet.bulk_create.__code__,
+                    query.QuerySet.bulk_update.__code__,
+                    query.QuerySet._iterator.__code__,
+                    query.QuerySet.in_bulk.__code__,
+                    query.prefetch_related_objects.__code__,
+                    deletion.Collector.collect.__code__,
+                    deletion.Collector.delete.__code__,
+                }
+            )
+            _reset_frame_cache()
+            conf.on_settings_change(_reset_frame_cache)
+            connection_created.connect(_install_on, dispatch_uid="django_nplusone_guard")
+            _installed = True
+    for connection in connections.all(initialized_only=True):
+        _install_on(connection)
+
+
+# --------------------------------------------------------------------------- public scopes
+
+
+class capture:  # noqa: N801 - used like a function: ``with capture() as report``
+    """Record every query run by this block, then analyse them into a :class:`Report`.
+
+    ``with capture() as report: ...`` fills ``report`` when the block exits. Works in sync
+    and async code (``with`` or ``async with``), nests (an inner scope's queries also count
+    for the outer one) and never sees queries of other threads, tasks or requests.
+
+    ``threshold`` is how many separate calls from one place make an N+1 (default: the
+    ``THRESHOLD`` setting); ``using`` limits capture to one alias or a list of aliases;
+    ``explain`` switches the missing-index analysis (default: the ``EXPLAIN`` setting).
+    """
+
+    def __init__(
+        self,
+        *,
+        explain: bool | None = None,
+        using: str | Sequence[str] | None = None,
+        threshold: int | None = None,
+        allow: Sequence[Any] | None = None,
+        max_queries: int | None = None,
+    ) -> None:
+        from .report import Report
+
+        config = conf.get_config()
+        self.explain = config.EXPLAIN if explain is None else explain
+        self.aliases = conf.as_tuple(using)
+        self.threshold = config.THRESHOLD if threshold is None else threshold
+        self.allow = tuple(config.ALLOW) + tuple(allow or ())
+        self.max_queries = config.MAX_QUERIES if max_queries is None else max_queries
+        self.report = Report()
+        self.scope: Scope | None = None
+        self._token: Any = None
+
+    def start(self, base_frame: FrameType | None = None) -> Report:
+        install()
+        self.scope = Scope(
+            parent=_current.get(),
+            aliases=self.aliases,
+            max_queries=self.max_queries,
+            base_frame=base_frame,
+        )
+        self._token = _current.set(self.scope)
+        return self.report
+
+    def stop(self) -> None:
+        """Stop recording; the report is not filled yet (see :meth:`analyse`)."""
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:
+                # Exited in another context than entered (e.g. a generator-based fixture
+                # finalised elsewhere): restore the parent explicitly.
+                _current.set(self.scope.parent if self.scope else None)
+            self._token = None
+
+    def analyse(self) -> Report:
+        """Fill ``self.report`` from what was recorded. Never raises: failures are logged
+        and noted in ``report.errors``."""
+        from .detect import analyse_scope
+
+        scope = self.scope
+        if scope is None:
+            return self.report
+        try:
+            with suppressed():
+                analyse_scope(scope, self, into=self.report)
+        except Exception as exc:
+            log_internal_error("analysis")
+            self.report.errors.append(f"analysis failed: {exc!r}")
+        finally:
+            scope.close()
+        return self.report
+
+    def __enter__(self) -> Report:
+        return self.start(sys._getframe(1))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self.stop()
+        self.analyse()
+        return False
+
+    async def __aenter__(self) -> Report:
+        return self.start(sys._getframe(1))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        from asgiref.sync import sync_to_async
+
+        self.stop()
+        if self.explain:
+            # EXPLAIN talks to the database, which is only allowed from sync code.
+            await sync_to_async(self.analyse)()
+        else:
+            self.analyse()
+        return False
+
+
+class ignore:  # noqa: N801 - used like a function
+    """Silence findings for queries run inside this block or decorated function.
+
+    The queries still count toward the enclosing scope's totals; they just never become
+    findings. Nestable, and usable as a decorator on sync and async functions.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> None:
+        parent = _current.get()
+        if parent is None:
+            self._tokens.append(None)
+            return
+        self._tokens.append(_current.set(Scope(parent=parent, ignoring=True, max_queries=0)))
+
+    def __exit__(self, *exc_info: object) -> None:
+        token = self._tokens.pop()
+        if token is not None:
+            _current.reset(token)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with ignore():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with ignore():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class suppressed:  # noqa: N801
+    """Run the guard's own queries (EXPLAIN, introspection) without recording them."""
+
+    def __enter__(self) -> None:
+        self._token = _current.set(None)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)

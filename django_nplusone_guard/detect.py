@@ -1,0 +1,260 @@
+"""From recorded queries to findings: N+1 (read and write), duplicates, allow rules.
+
+Grouping key is ``(alias, fingerprint, user stack)``. A group becomes an N+1 when its
+statements came from at least ``threshold`` *separate calls* made by user code from the same
+place; one call that issues several statements by design (``bulk_create`` batches, per-chunk
+prefetches, cascade deletes) counts once, which :mod:`.capture` encodes as a shared call id.
+
+Statements that belong to an N+1 group are never reported again as duplicates: one root
+cause, one finding.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from . import conf
+from .capture import ALIAS, CALL, DURATION, IGNORED, MANY, PARAMS, SQL, STACK, Record, Scope
+from .fingerprint import Fingerprint, fingerprint
+from .orm import model_for_table
+from .report import CapturedQuery, Duplicate, Finding, NPlusOne, Report
+
+if TYPE_CHECKING:
+    from .capture import capture
+
+__all__ = ["Group", "analyse_scope", "is_allowed", "render_frame"]
+
+
+@lru_cache(maxsize=8192)
+def render_frame(code: CodeType, lineno: int) -> str:
+    """``path/to/file.py:LINE in func``, the path relative to the working directory when the
+    file is under it (that is how editors and terminals make it clickable)."""
+    path = code.co_filename
+    try:
+        rel = os.path.relpath(path)
+        if not rel.startswith(".."):
+            path = rel
+    except ValueError:  # another drive on Windows
+        pass
+    return f"{path}:{lineno} in {code.co_qualname}"
+
+
+def render_stack(stack: tuple[Any, ...]) -> list[str]:
+    return [render_frame(stack[i], stack[i + 1]) for i in range(0, len(stack), 2)]
+
+
+@dataclass
+class Group:
+    """Statements of one shape fired from one place; the unit attribution works on."""
+
+    alias: str
+    fp: Fingerprint
+    stack: tuple[Any, ...]
+    records: list[Record] = field(default_factory=list)
+    calls: set[int] = field(default_factory=set)
+    extra_count: int = 0  # statements counted past MAX_QUERIES, not kept
+    extra_time: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.records) + self.extra_count
+
+    @property
+    def call_count(self) -> int:
+        return len(self.calls) + self.extra_count
+
+    @property
+    def total_time_ms(self) -> float:
+        return (sum(r[DURATION] for r in self.records) + self.extra_time) * 1000
+
+    @property
+    def sample_sql(self) -> str:
+        return _as_text(self.records[0][SQL]) if self.records else ""
+
+
+def _as_text(sql: Any) -> str:
+    if isinstance(sql, str):
+        return sql
+    if isinstance(sql, bytes):
+        return sql.decode("utf-8", "replace")
+    return str(sql)
+
+
+def _params_key(params: Any) -> str:
+    try:
+        return repr(params)
+    except Exception:
+        return f"<unrepresentable {type(params).__name__} at {id(params):x}>"
+
+
+def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
+    """Fill ``into`` with the queries and findings of ``scope``."""
+    config = conf.get_config()
+    report = into
+    report.query_count = scope.count
+    report.total_time_ms = scope.total_time * 1000
+    report.truncated = bool(scope.overflow)
+
+    groups: dict[tuple[Any, ...], Group] = {}
+    rendered: dict[tuple[Any, ...], list[str]] = {}
+    queries: list[CapturedQuery] = []
+    for record in scope.records:
+        sql = _as_text(record[SQL])
+        fp = fingerprint(sql)
+        stack = record[STACK]
+        frames = rendered.get(stack)
+        if frames is None:
+            frames = rendered[stack] = render_stack(stack)
+        queries.append(
+            CapturedQuery(
+                alias=record[ALIAS],
+                sql=sql,
+                params=record[PARAMS],
+                many=record[MANY],
+                duration_ms=record[DURATION] * 1000,
+                callsite=frames[0] if frames else "unknown",
+                stack=frames,
+                fingerprint=fp.key,
+            )
+        )
+        if record[IGNORED] or fp.is_transaction_control:
+            continue
+        key = (record[ALIAS], fp.key, stack)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(alias=record[ALIAS], fp=fp, stack=stack)
+        group.records.append(record)
+        group.calls.add(record[CALL])
+    for (alias, sql, stack, ignored), (count, duration, _many) in scope.overflow.items():
+        fp = fingerprint(_as_text(sql))
+        if ignored or fp.is_transaction_control:
+            continue
+        key = (alias, fp.key, stack)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(alias=alias, fp=fp, stack=stack)
+        group.extra_count += count
+        group.extra_time += duration
+    report.queries = queries
+
+    nplusone_groups = [
+        g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb
+    ]
+    in_nplusone = {id(r) for g in nplusone_groups for r in g.records}
+    nplusones = [_nplusone(g, rendered) for g in nplusone_groups]
+
+    duplicates: list[Duplicate] = []
+    if config.REPORT_DUPLICATES:
+        duplicates = _duplicates(groups.values(), in_nplusone, rendered)
+
+    report.nplusones = sorted(
+        (f for f in nplusones if not is_allowed(f, options.allow)),
+        key=lambda f: (-f.count, -f.total_time_ms),
+    )
+    report.duplicates = sorted(
+        (f for f in duplicates if not is_allowed(f, options.allow)),
+        key=lambda f: (-f.count, -f.total_time_ms),
+    )
+    return report
+
+
+def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NPlusOne:
+    frames = rendered.get(group.stack) or render_stack(group.stack)
+    table = group.fp.tables[0] if group.fp.tables else None
+    return NPlusOne(
+        kind="read" if group.fp.is_read else "write",
+        model=model_for_table(table) or table,
+        field=None,
+        count=group.count,
+        fingerprint=group.fp.key,
+        sql=group.sample_sql,
+        callsite=frames[0] if frames else "unknown",
+        stack=list(frames),
+        suggestion="",
+        total_time_ms=round(group.total_time_ms, 3),
+        alias=group.alias,
+    )
+
+
+def _duplicates(
+    groups: Iterable[Group],
+    in_nplusone: set[int],
+    rendered: Mapping[tuple[Any, ...], list[str]],
+) -> list[Duplicate]:
+    exact: dict[tuple[str, str, str], list[Record]] = {}
+    fps: dict[tuple[str, str, str], Fingerprint] = {}
+    for group in groups:
+        if not group.fp.is_read:
+            # Re-running the same write is usually intended (or an N+1, reported as such).
+            continue
+        for record in group.records:
+            if id(record) in in_nplusone or record[MANY]:
+                continue
+            key = (record[ALIAS], _as_text(record[SQL]), _params_key(record[PARAMS]))
+            exact.setdefault(key, []).append(record)
+            fps[key] = group.fp
+    findings = []
+    for key, records in exact.items():
+        if len(records) < 2:
+            continue
+        fp = fps[key]
+        callsites: list[str] = []
+        for record in records:
+            frames = rendered.get(record[STACK]) or ["unknown"]
+            if frames[0] not in callsites:
+                callsites.append(frames[0])
+        table = fp.tables[0] if fp.tables else None
+        findings.append(
+            Duplicate(
+                model=model_for_table(table) or table,
+                count=len(records),
+                fingerprint=fp.key,
+                sql=key[1],
+                callsites=callsites,
+                total_time_ms=round(sum(r[DURATION] for r in records) * 1000, 3),
+                alias=key[0],
+                params=_short(key[2]),
+            )
+        )
+    return findings
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _match_glob(pattern: str, value: str | None) -> bool:
+    return value is not None and fnmatch.fnmatchcase(value, pattern)
+
+
+def is_allowed(finding: Finding, rules: Sequence[Mapping[str, str]]) -> bool:
+    """True when any rule matches every key it names (model, field, callsite, sql, kind)."""
+    for rule in rules:
+        if _rule_matches(finding, rule):
+            return True
+    return False
+
+
+def _rule_matches(finding: Finding, rule: Mapping[str, str]) -> bool:
+    for key, pattern in rule.items():
+        if key == "sql":
+            if not re.search(pattern, getattr(finding, "sql", "") or ""):
+                return False
+        elif key == "callsite":
+            sites = [getattr(finding, "callsite", None), *getattr(finding, "stack", ())]
+            if not any(_match_glob(pattern, s) for s in sites):
+                return False
+        elif key == "kind":
+            kinds = {finding.category, getattr(finding, "kind", None)}
+            if pattern not in kinds:
+                return False
+        elif not _match_glob(pattern, getattr(finding, key, None)):
+            return False
+    return True

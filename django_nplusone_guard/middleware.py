@@ -1,0 +1,131 @@
+"""Request-level front door: capture each request, then log, warn, raise or add a header.
+
+The middleware is thin on purpose: it opens a :class:`~django_nplusone_guard.capture.capture`
+scope, lets the view run, and hands the :class:`~django_nplusone_guard.report.Report` to
+:func:`act`. Put it as high in ``MIDDLEWARE`` as you can, so queries made by other
+middleware (sessions, auth) are seen too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+
+from . import conf
+from .capture import capture, log_internal_error
+from .exceptions import NPlusOneDetected, NPlusOneWarning
+from .report import Report, format_finding
+
+__all__ = ["NPlusOneGuardMiddleware", "act"]
+
+logger = logging.getLogger("django_nplusone_guard")
+
+#: Where the middleware leaves the request's report, for views, tests and the panel.
+REQUEST_ATTR = "nplusone_guard_report"
+
+_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
+
+
+class NPlusOneGuardMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self,
+        get_response: Callable[[HttpRequest], HttpResponseBase]
+        | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    ) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        scope = _begin(request, sys._getframe(0))
+        if scope is None:
+            return self.get_response(request)  # type: ignore[return-value]
+        try:
+            response = self.get_response(request)
+        finally:
+            scope.stop()
+        scope.analyse()
+        return _finish(request, response, scope)  # type: ignore[arg-type]
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        scope = _begin(request, sys._getframe(0))
+        if scope is None:
+            return await self.get_response(request)  # type: ignore[no-any-return,misc]
+        try:
+            response = await self.get_response(request)  # type: ignore[misc]
+        finally:
+            scope.stop()
+        if scope.explain:
+            await sync_to_async(scope.analyse)()
+        else:
+            scope.analyse()
+        return _finish(request, response, scope)
+
+
+def _begin(request: HttpRequest, frame: Any) -> capture | None:
+    config = conf.get_config()
+    if not config.ENABLED:
+        return None
+    if any(p.search(request.path_info) for p in config.IGNORE_URLS):
+        return None
+    scope = capture()
+    scope.start(frame)
+    setattr(request, REQUEST_ATTR, scope.report)
+    return scope
+
+
+def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) -> HttpResponseBase:
+    config = conf.get_config()
+    report = scope.report
+    if config.HEADER:
+        response["X-NPlusOne-Guard"] = report.header_value()
+    act(report, config.ACTION, label=f"{request.method} {request.path}")
+    return response
+
+
+def act(report: Report, action: str, *, label: str = "") -> None:
+    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises."""
+    if action == "off" or not report.findings:
+        return
+    if action == "raise":
+        if report.nplusones:
+            raise NPlusOneDetected(report, context=label)
+        return
+    try:
+        for finding in report.findings:
+            text = format_finding(finding, verbose=False)
+            if action == "warn":
+                _warn_at_callsite(text, getattr(finding, "callsite", ""))
+            else:
+                logger.warning("%s%s", f"{label}: " if label else "", text)
+    except NPlusOneWarning:
+        raise  # warnings turned into errors (``-W error``) are the user's choice
+    except Exception:
+        log_internal_error("delivering findings")
+
+
+def _warn_at_callsite(message: str, callsite: str) -> None:
+    match = _CALLSITE_RE.match(callsite or "")
+    if match is None:
+        warnings.warn(message, NPlusOneWarning, stacklevel=2)
+        return
+    warnings.warn_explicit(
+        message,
+        NPlusOneWarning,
+        filename=match["path"],
+        lineno=int(match["line"]),
+        module=match["path"].removesuffix(".py").replace("/", "."),
+    )

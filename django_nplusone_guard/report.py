@@ -1,0 +1,312 @@
+"""Findings as plain data, and the one formatter every front door uses.
+
+A :class:`Report` is what a capture scope produces. It is deliberately dumb: dataclasses of
+strings and numbers that survive ``to_dict()`` -> JSON -> ``from_dict()`` unchanged, because
+the debug-toolbar stores panel stats as JSON and the pytest plugin merges reports from xdist
+workers. Logs, warnings, exceptions, the panel and the audit command all render findings
+with :func:`format_finding`, so a developer sees the same words everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+__all__ = [
+    "CapturedQuery",
+    "Duplicate",
+    "Finding",
+    "MissingIndex",
+    "NPlusOne",
+    "Report",
+    "format_finding",
+]
+
+_T = TypeVar("_T")
+
+#: How many characters of SQL a text rendering shows before eliding the rest.
+SQL_PREVIEW_CHARS = 300
+
+
+@dataclass(slots=True)
+class CapturedQuery:
+    """One statement as it ran. ``params`` is ``None`` when parameters were not kept."""
+
+    alias: str
+    sql: str
+    params: Any
+    many: bool
+    duration_ms: float
+    callsite: str
+    stack: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def to_dict(self, *, params: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        data["params"] = _params_to_json(self.params, self.many) if params else None
+        return data
+
+
+@dataclass(slots=True)
+class Finding:
+    """Fields every finding has, whatever its kind."""
+
+    category: ClassVar[str] = "finding"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["category"] = self.category
+        return data
+
+    @property
+    def title(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class NPlusOne(Finding):
+    """The same statement shape fired once per item of something the code iterates."""
+
+    category: ClassVar[str] = "nplusone"
+
+    kind: str  # "read" (SELECT) or "write" (INSERT/UPDATE/DELETE in a loop)
+    model: str | None
+    field: str | None
+    count: int
+    fingerprint: str
+    sql: str
+    callsite: str
+    stack: list[str] = field(default_factory=list)
+    suggestion: str = ""
+    total_time_ms: float = 0.0
+    alias: str = "default"
+    parent_callsite: str | None = None
+    template: str | None = None
+
+    @property
+    def relation(self) -> str:
+        """``app.Model.field`` when attribution knows it, else the model or the table."""
+        if self.model and self.field:
+            return f"{self.model}.{self.field}"
+        return self.model or "unknown relation"
+
+    @property
+    def title(self) -> str:
+        what = "N+1 query" if self.kind == "read" else "N+1 write"
+        return f"{what} on {self.relation}: {self.count} queries ({self.total_time_ms:.1f} ms)"
+
+
+@dataclass(slots=True)
+class Duplicate(Finding):
+    """The exact same statement with the same parameters, run more than once."""
+
+    category: ClassVar[str] = "duplicate"
+
+    model: str | None
+    count: int
+    fingerprint: str
+    sql: str
+    callsites: list[str]
+    total_time_ms: float = 0.0
+    alias: str = "default"
+    params: str | None = None
+
+    @property
+    def callsite(self) -> str:
+        return self.callsites[0] if self.callsites else "unknown"
+
+    @property
+    def title(self) -> str:
+        where = self.model or "unknown table"
+        return f"Duplicate query on {where}: {self.count} identical queries"
+
+
+@dataclass(slots=True)
+class MissingIndex(Finding):
+    """A filter or sort that no index can serve, with the index that would."""
+
+    category: ClassVar[str] = "missing_index"
+
+    model: str | None
+    table: str
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    reason: str
+    plan: str
+    sql: str
+    callsite: str
+    suggestion: str = ""
+    rows_estimate: float | None = None
+    alias: str = "default"
+    fingerprint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Finding.to_dict(self)
+        data["columns"] = list(self.columns)
+        data["fields"] = list(self.fields)
+        return data
+
+    @property
+    def title(self) -> str:
+        cols = ", ".join(self.fields or self.columns) or "?"
+        return f"Missing index on {self.model or self.table} ({cols}): {self.reason}"
+
+
+_FINDING_TYPES: dict[str, type[Finding]] = {
+    cls.category: cls for cls in (NPlusOne, Duplicate, MissingIndex)
+}
+
+
+@dataclass
+class Report:
+    """Everything one capture scope saw and concluded."""
+
+    queries: list[CapturedQuery] = field(default_factory=list)
+    nplusones: list[NPlusOne] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    missing_indexes: list[MissingIndex] = field(default_factory=list)
+    #: Statements seen, including those past ``MAX_QUERIES`` that were counted but not kept.
+    query_count: int = 0
+    total_time_ms: float = 0.0
+    #: True when ``MAX_QUERIES`` was reached and later samples were dropped.
+    truncated: bool = False
+    #: Internal problems met while analysing (the scope's queries were still counted).
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [*self.nplusones, *self.missing_indexes, *self.duplicates]
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.nplusones) + len(self.missing_indexes) + len(self.duplicates)
+
+    def __bool__(self) -> bool:
+        # A Report is always truthy, so ``with capture() as r: ... ; if r:`` is not a trap;
+        # use ``r.findings`` to ask whether anything was found.
+        return True
+
+    def header_value(self) -> str:
+        return (
+            f"nplusone={len(self.nplusones)}; duplicates={len(self.duplicates)}; "
+            f"missing_indexes={len(self.missing_indexes)}; queries={self.query_count}"
+        )
+
+    def to_dict(self, *, params: bool = True) -> dict[str, Any]:
+        return {
+            "queries": [q.to_dict(params=params) for q in self.queries],
+            "nplusones": [f.to_dict() for f in self.nplusones],
+            "duplicates": [f.to_dict() for f in self.duplicates],
+            "missing_indexes": [f.to_dict() for f in self.missing_indexes],
+            "query_count": self.query_count,
+            "total_time_ms": round(self.total_time_ms, 3),
+            "truncated": self.truncated,
+            "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """Rebuild a report from :meth:`to_dict` output (toolbar history, xdist workers)."""
+        return cls(
+            queries=[_load(CapturedQuery, q) for q in data.get("queries", ())],
+            nplusones=[_load(NPlusOne, f) for f in data.get("nplusones", ())],
+            duplicates=[_load(Duplicate, f) for f in data.get("duplicates", ())],
+            missing_indexes=[_load(MissingIndex, f) for f in data.get("missing_indexes", ())],
+            query_count=int(data.get("query_count", 0)),
+            total_time_ms=float(data.get("total_time_ms", 0.0)),
+            truncated=bool(data.get("truncated", False)),
+            errors=list(data.get("errors", ())),
+        )
+
+    def __str__(self) -> str:
+        return format_report(self)
+
+
+def _load(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: v for k, v in data.items() if k in names}
+    for name in ("columns", "fields"):
+        if isinstance(kwargs.get(name), list):
+            kwargs[name] = tuple(kwargs[name])
+    return cls(**kwargs)
+
+
+def _params_to_json(params: Any, many: bool) -> Any:
+    """Parameters as JSON-safe values; huge or odd ones are summarised, never raise."""
+    if params is None:
+        return None
+    if many:
+        try:
+            return f"<{len(params)} rows>"
+        except TypeError:
+            return "<rows>"
+    if isinstance(params, Mapping):
+        return {str(k): _scalar(v) for k, v in list(params.items())[:200]}
+    try:
+        items = list(params)
+    except TypeError:
+        return _scalar(params)
+    out = [_scalar(v) for v in items[:200]]
+    if len(items) > 200:
+        out.append(f"... {len(items) - 200} more")
+    return out
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def shorten_sql(sql: str, limit: int = SQL_PREVIEW_CHARS) -> str:
+    flat = " ".join(sql.split()) if len(sql) < 20 * limit else " ".join(sql[: 20 * limit].split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def format_finding(finding: Finding, *, verbose: bool = True) -> str:
+    """Human text for one finding: a title line, then indented details a tired developer
+    can act on: where it fired, where to fix it, what to type."""
+    lines = [finding.title]
+    if isinstance(finding, NPlusOne):
+        lines.append(f"  at {finding.callsite}")
+        if finding.template:
+            lines.append(f"  in template {finding.template}")
+        if finding.parent_callsite:
+            lines.append(f"  queryset evaluated at {finding.parent_callsite}")
+        if verbose and len(finding.stack) > 1:
+            lines.append("  stack: " + " <- ".join(finding.stack[:5]))
+        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+        if finding.suggestion:
+            lines.append(f"  Fix: {finding.suggestion}")
+    elif isinstance(finding, Duplicate):
+        lines.append(f"  at {', '.join(finding.callsites[:3])}")
+        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+        lines.append("  Fix: run it once and reuse the result (a variable, or cached_property).")
+    elif isinstance(finding, MissingIndex):
+        lines.append(f"  at {finding.callsite}")
+        if finding.plan:
+            lines.append(f"  plan: {finding.plan}")
+        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+        if finding.suggestion:
+            lines.append(f"  Fix: {finding.suggestion}")
+    return "\n".join(lines)
+
+
+def format_report(report: Report, *, verbose: bool = True) -> str:
+    head = (
+        f"{report.query_count} queries, {report.total_time_ms:.1f} ms: "
+        f"{len(report.nplusones)} N+1, {len(report.missing_indexes)} missing index, "
+        f"{len(report.duplicates)} duplicate"
+    )
+    if report.truncated:
+        head += " (MAX_QUERIES reached: later queries counted, not kept)"
+    body = [format_finding(f, verbose=verbose) for f in report.findings]
+    return "\n\n".join([head, *body]) if body else head + "\nNo findings."

@@ -1,0 +1,72 @@
+"""Models shared by the test suite: a small library with every relation kind."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+
+class Publisher(models.Model):
+    name = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, default="GB")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+    email = models.CharField(max_length=200, default="")
+    active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    author = models.OneToOneField(Author, on_delete=models.CASCADE, related_name="profile")
+    bio = models.TextField(default="")
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Comment(models.Model):
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    content_object = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=200)
+
+
+class Book(models.Model):
+    title = models.CharField(max_length=200)
+    isbn = models.CharField(max_length=20, default="")
+    pages = models.IntegerField(default=100)
+    price = models.DecimalField(max_digits=8, decimal_places=2, default=10)
+    published = models.DateField(null=True)
+    in_print = models.BooleanField(default=True)
+    author = models.ForeignKey(Author, on_delete=models.CASCADE)
+    publisher = models.ForeignKey(Publisher, on_delete=models.SET_NULL, null=True, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True)
+    comments = GenericRelation(Comment)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Review(models.Model):
+    book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="reviews")
+    rating = models.IntegerField(default=3)
+    body = models.TextField(default="")
+
+
+class Counter(models.Model):
+    """For transaction tests: ``UPDATE ... SET n = n + 1`` must run exactly once."""
+
+    name = models.CharField(max_length=50, unique=True)
+    n = models.IntegerField(default=0)

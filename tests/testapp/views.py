@@ -1,0 +1,36 @@
+"""Views the middleware tests request: each N+1 pattern next to its fixed twin."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from tests.testapp.models import Author, Book
+
+
+def book_list(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("id")
+    names = [book.author.name for book in books]
+    return JsonResponse({"authors": names})
+
+
+def book_list_fixed(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.select_related("author").order_by("id")
+    names = [book.author.name for book in books]
+    return JsonResponse({"authors": names})
+
+
+async def async_book_list(request: HttpRequest) -> HttpResponse:
+    names = []
+    async for book in Book.objects.order_by("id"):
+        author = await Author.objects.aget(pk=book.author_id)
+        names.append(author.name)
+    return JsonResponse({"authors": names})
+
+
+async def async_book_list_fixed(request: HttpRequest) -> HttpResponse:
+    names = [book.author.name async for book in Book.objects.select_related("author")]
+    return JsonResponse({"authors": names})
+
+
+def clean(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"books": Book.objects.count()})
