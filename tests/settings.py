@@ -14,6 +14,11 @@ ALLOWED_HOSTS = ["*"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
+# Several test runs may share one server (developers, helpers, CI): a per-process suffix
+# keeps their test databases apart. pytest-xdist adds its own _gwN on top.
+_SUFFIX = os.environ.get("NPLUSONE_GUARD_TEST_DB_SUFFIX", f"p{os.getpid()}")
+
+
 def _database(name: str) -> dict[str, object]:
     if BACKEND == "postgres":
         return {
@@ -22,7 +27,7 @@ def _database(name: str) -> dict[str, object]:
             "USER": os.environ.get("PGUSER", "root"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
-            "TEST": {"NAME": f"test_{name}"},
+            "TEST": {"NAME": f"test_{name}_{_SUFFIX}"},
         }
     if BACKEND == "mysql":
         return {
@@ -33,7 +38,7 @@ def _database(name: str) -> dict[str, object]:
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"NAME": f"test_{name}", "CHARSET": "utf8mb4"},
+            "TEST": {"NAME": f"test_{name}_{_SUFFIX}", "CHARSET": "utf8mb4"},
         }
     if BACKEND != "sqlite":
         raise ValueError(f"NPLUSONE_GUARD_TEST_DB must be sqlite, postgres or mysql, not {BACKEND!r}")
