@@ -1,0 +1,258 @@
+"""capture(): what is recorded, where, and for whom."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection, connections
+
+from django_nplusone_guard import capture, ignore
+from django_nplusone_guard.capture import active_scope, suppressed
+from tests.factories import BookFactory
+from tests.testapp.models import Author, Book
+
+pytestmark = pytest.mark.django_db
+
+
+def _select(tag: int, alias: str = "default") -> None:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"SELECT {tag}")
+
+
+def test_records_sql_params_alias_and_callsite():
+    BookFactory()
+    with capture() as report:
+        Author.objects.filter(name="x").first()  # marker-line
+    assert report.query_count == 1
+    [query] = report.queries
+    assert query.alias == "default"
+    assert "testapp_author" in query.sql and "%s" in query.sql
+    assert list(query.params)[0] == "x"
+    assert query.many is False
+    assert query.duration_ms >= 0
+    assert query.callsite.startswith("tests/test_capture.py:")
+    assert query.callsite.endswith("in test_records_sql_params_alias_and_callsite")
+    assert query.stack[0] == query.callsite
+
+
+def test_report_is_filled_only_when_the_block_exits():
+    with capture() as report:
+        _select(1)
+        assert report.query_count == 0
+    assert report.query_count == 1
+
+
+def test_nothing_is_recorded_outside_a_scope():
+    assert active_scope() is None
+    with capture() as report:
+        pass
+    _select(1)
+    assert report.query_count == 0
+
+
+def test_executemany_is_recorded_once_with_many_flag():
+    with capture() as report, connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE testapp_author SET name = %s WHERE id = %s", [("a", 1), ("b", 2)]
+        )
+    [query] = report.queries
+    assert query.many is True
+
+
+def test_a_failing_statement_is_recorded_and_its_error_untouched():
+    from django.db import DatabaseError, transaction
+
+    with capture() as report, pytest.raises(DatabaseError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM table_that_does_not_exist")
+    assert any("table_that_does_not_exist" in q.sql for q in report.queries)
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_every_alias_is_captured_by_default():
+    with capture() as report:
+        _select(1, "default")
+        _select(2, "other")
+    assert sorted(q.alias for q in report.queries) == ["default", "other"]
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+@pytest.mark.parametrize(("using", "expected"), [("other", ["other"]), (["default"], ["default"])])
+def test_using_limits_capture_to_aliases(using, expected):
+    with capture(using=using) as report:
+        _select(1, "default")
+        _select(2, "other")
+    assert [q.alias for q in report.queries] == expected
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_n_plus_one_on_a_second_alias_is_reported_for_that_alias():
+    with capture() as report:
+        for i in range(3):
+            Author.objects.using("other").filter(pk=i).first()
+    [finding] = report.nplusones
+    assert finding.alias == "other"
+    assert finding.count == 3
+
+
+def test_nested_scopes_count_inner_queries_for_both():
+    with capture() as outer:
+        _select(1)
+        with capture() as inner:
+            _select(2)
+        _select(3)
+    assert inner.query_count == 1
+    assert outer.query_count == 3
+
+
+def test_ignore_keeps_counting_but_silences_findings():
+    BookFactory.create_batch(3)
+    with capture() as report:
+        with ignore():
+            for book in Book.objects.all():
+                _ = book.author
+    assert report.query_count == 4
+    assert report.nplusones == []
+
+
+def test_ignore_as_decorator():
+    BookFactory.create_batch(3)
+
+    @ignore()
+    def lazy_loop() -> None:
+        for book in Book.objects.all():
+            _ = book.author
+
+    with capture() as report:
+        lazy_loop()
+    assert report.nplusones == []
+
+
+def test_nested_ignore_restores_recording_for_findings():
+    BookFactory.create_batch(3)
+    with capture() as report:
+        with ignore(), ignore():
+            pass
+        for book in Book.objects.all():
+            _ = book.author
+    assert len(report.nplusones) == 1
+
+
+def test_suppressed_queries_are_not_recorded():
+    with capture() as report:
+        with suppressed():
+            _select(1)
+        _select(2)
+    assert [q.sql for q in report.queries] == ["SELECT 2"]
+
+
+def test_max_queries_stops_storing_but_keeps_counting():
+    with capture(max_queries=5) as report:
+        for _ in range(20):
+            _select(7)
+    assert report.query_count == 20
+    assert len(report.queries) == 5
+    assert report.truncated is True
+    [finding] = report.nplusones
+    assert finding.count == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_threads_never_see_each_others_queries():
+    results: dict[int, list[str]] = {}
+    barrier = threading.Barrier(4)
+
+    def work(n: int) -> None:
+        try:
+            with capture() as report:
+                barrier.wait(timeout=10)
+                for _ in range(n):
+                    _select(n)
+            results[n] = [q.sql for q in report.queries]
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2, 3, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {n: sorted(set(sqls)) for n, sqls in results.items()} == {
+        n: [f"SELECT {n}"] for n in (1, 2, 3, 4)
+    }
+    assert {n: len(sqls) for n, sqls in results.items()} == {n: n for n in (1, 2, 3, 4)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_started_outside_the_scope_is_not_captured():
+    with capture() as report:
+        thread = threading.Thread(target=lambda: (_select(9), connection.close()))
+        thread.start()
+        thread.join()
+        _select(1)
+    # MySQL may also log its connection set-up (SET SESSION ...) for the main thread.
+    assert [q.sql for q in report.queries if q.sql.startswith("SELECT")] == ["SELECT 1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_to_async_threads_and_async_orm_are_captured():
+    BookFactory.create_batch(3)
+
+    async def view() -> list[str]:
+        names = []
+        async for book in Book.objects.order_by("id"):
+            author = await Author.objects.aget(pk=book.author_id)  # async-line
+            names.append(author.name)
+        await sync_to_async(_select)(5)
+        return names
+
+    async def main():
+        async with capture() as report:
+            await view()
+        await sync_to_async(connections.close_all)()
+        return report
+
+    report = asyncio.run(main())
+    assert sum(q.sql.startswith("SELECT") for q in report.queries) == 1 + 3 + 1
+    [finding] = report.nplusones
+    assert finding.count == 3
+    assert finding.model == "testapp.Author"
+    line = _line_of("# async-line")
+    assert finding.callsite == f"tests/test_capture.py:{line} in {_qualname('view')}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_async_tasks_have_separate_scopes():
+    BookFactory.create_batch(2)
+
+    async def task(n: int):
+        with capture() as report:
+            for _ in range(n):
+                await Author.objects.filter(pk=n).afirst()
+                await asyncio.sleep(0)
+        return n, report
+
+    async def main():
+        results = await asyncio.gather(*(task(n) for n in (1, 2, 3, 4, 5)))
+        await sync_to_async(connections.close_all)()
+        return results
+
+    for n, report in asyncio.run(main()):
+        selects = [q for q in report.queries if q.sql.startswith("SELECT")]
+        assert len(selects) == n
+        assert all(list(q.params) == [n] for q in selects)
+
+
+def _line_of(marker: str) -> int:
+    with open(__file__) as source:
+        for number, line in enumerate(source, 1):
+            if marker in line and "_line_of" not in line:
+                return number
+    raise AssertionError(marker)
+
+
+def _qualname(func: str) -> str:
+    return f"test_sync_to_async_threads_and_async_orm_are_captured.<locals>.{func}"

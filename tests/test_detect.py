@@ -1,0 +1,277 @@
+"""Detection: every repeat the SQL layer can see, and nothing that is not one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Sum
+
+from django_nplusone_guard import capture
+from django_nplusone_guard.report import Report
+from tests.factories import AuthorFactory, BookFactory, TagFactory
+from tests.testapp.models import Author, Book, Tag
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def authors(books):
+    return [b.author for b in books]
+
+
+def _line(marker: str) -> int:
+    with open(__file__) as source:
+        for number, text in enumerate(source, 1):
+            if text.rstrip().endswith(f"# {marker}"):
+                return number
+    raise AssertionError(marker)
+
+
+def _only(report: Report):
+    assert len(report.nplusones) == 1, str(report)
+    assert report.duplicates == [], str(report)
+    return report.nplusones[0]
+
+
+def test_forward_fk_loop(books):
+    with capture() as report:
+        for book in Book.objects.all():
+            _ = book.author.name  # fk-line
+    finding = _only(report)
+    assert finding.kind == "read"
+    assert finding.count == 5
+    assert finding.model.startswith("testapp.Author")
+    assert finding.callsite == (
+        f"tests/test_detect.py:{_line('fk-line')} in test_forward_fk_loop"
+    )
+    assert "testapp_author" in finding.sql
+    assert finding.total_time_ms > 0
+    assert finding.fingerprint
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        pytest.param(lambda a: a.book_set.count(), id="count"),
+        pytest.param(lambda a: a.book_set.exists(), id="exists"),
+        pytest.param(lambda a: a.book_set.aggregate(total=Sum("pages")), id="aggregate"),
+        pytest.param(
+            lambda a: list(Book.objects.filter(author=a).values_list("id", flat=True)),
+            id="values_list",
+        ),
+        pytest.param(lambda a: Author.objects.get(pk=a.pk), id="get"),
+    ],
+)
+def test_sql_level_repeats_that_orm_hooks_miss(authors, loop):
+    with capture() as report:
+        for author in Author.objects.all():
+            loop(author)
+    finding = _only(report)
+    assert finding.count == len(authors)
+    assert finding.kind == "read"
+
+
+def test_raw_sql_in_a_loop(authors):
+    with capture() as report, connection.cursor() as cursor:
+        for author in authors:
+            cursor.execute("SELECT COUNT(*) FROM testapp_book WHERE author_id = %s", [author.pk])
+    finding = _only(report)
+    assert finding.count == 5
+    assert finding.model == "testapp.Book"
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda a: (setattr(a, "name", a.name + "!"), a.save()), id="save"),
+        pytest.param(lambda a: Tag.objects.create(name=f"t{a.pk}"), id="create"),
+        pytest.param(lambda a: a.book_set.update(pages=1), id="update"),
+    ],
+)
+def test_writes_in_a_loop(authors, write):
+    with capture() as report:
+        for author in authors:
+            write(author)
+    finding = _only(report)
+    assert finding.kind == "write"
+    assert finding.count == 5
+
+
+def test_delete_in_a_loop_is_a_write_nplusone():
+    tags = TagFactory.create_batch(4)
+    with capture() as report:
+        for tag in tags:
+            tag.delete()
+    assert report.nplusones
+    assert all(f.kind == "write" for f in report.nplusones)
+    assert any(f.model == "testapp.Tag" and f.count == 4 for f in report.nplusones)
+
+
+def test_threshold_counts_separate_calls(books):
+    with capture(threshold=6) as report:
+        for book in Book.objects.all():
+            _ = book.author
+    assert report.nplusones == []
+    with capture(threshold=5) as report:
+        for book in Book.objects.all():
+            _ = book.author
+    assert len(report.nplusones) == 1
+
+
+def test_single_access_is_not_flagged(books):
+    with capture() as report:
+        book = Book.objects.first()
+        _ = book.author
+    assert report.nplusones == []
+    assert report.duplicates == []
+
+
+def test_select_related_is_clean(books):
+    with capture() as report:
+        for book in Book.objects.select_related("author"):
+            _ = book.author.name
+    assert report.nplusones == [] and report.duplicates == []
+    assert report.query_count == 1
+
+
+def test_bulk_create_batches_are_one_call():
+    author = AuthorFactory()
+    with capture() as report:
+        Book.objects.bulk_create([Book(title=str(i), author=author) for i in range(10)], batch_size=2)
+    assert report.query_count >= 5
+    assert report.nplusones == []
+
+
+def test_bulk_update_batches_are_one_call(books):
+    for book in books:
+        book.pages = 7
+    with capture() as report:
+        Book.objects.bulk_update(books, ["pages"], batch_size=2)
+    assert report.nplusones == []
+
+
+def test_bulk_create_in_a_loop_is_an_nplusone():
+    author = AuthorFactory()
+    with capture() as report:
+        for i in range(3):
+            Book.objects.bulk_create([Book(title=str(i), author=author)])
+    assert [f.count for f in report.nplusones] == [3]
+
+
+def test_prefetch_related_is_clean(books):
+    for book in books:
+        book.tags.set(TagFactory.create_batch(2))
+    with capture() as report:
+        for book in Book.objects.prefetch_related("tags", "author"):
+            _ = [t.name for t in book.tags.all()], book.author.name
+    assert report.nplusones == [] and report.duplicates == []
+    assert report.query_count == 3
+
+
+def test_prefetch_per_chunk_of_iterator_is_clean(books):
+    with capture() as report:
+        for author in Author.objects.prefetch_related("book_set").iterator(chunk_size=2):
+            _ = list(author.book_set.all())
+    assert report.query_count >= 4  # one read + a prefetch per chunk of two
+    assert report.nplusones == []
+
+
+def test_two_queries_from_two_lines_are_not_an_nplusone(books):
+    with capture() as report:
+        first = Author.objects.filter(pk=books[0].author_id).first()
+        second = Author.objects.filter(pk=books[1].author_id).first()
+    assert first and second
+    assert report.nplusones == [] and report.duplicates == []
+
+
+def test_a_helper_called_from_two_lines_is_not_an_nplusone(books):
+    def lookup(pk: int) -> Author | None:
+        return Author.objects.filter(pk=pk).first()
+
+    with capture() as report:
+        lookup(books[0].author_id)
+        lookup(books[1].author_id)
+    assert report.nplusones == []
+
+
+def test_a_helper_called_in_a_loop_is_an_nplusone(books):
+    def lookup(pk: int) -> Author | None:
+        return Author.objects.filter(pk=pk).first()  # helper-line
+
+    with capture() as report:
+        for book in books:
+            lookup(book.author_id)  # loop-line
+    finding = _only(report)
+    assert finding.callsite.startswith(f"tests/test_detect.py:{_line('helper-line')} ")
+    assert finding.stack[1].startswith(f"tests/test_detect.py:{_line('loop-line')} ")
+
+
+def test_transaction_statements_are_never_findings(books):
+    with capture() as report:
+        for book in books:
+            with transaction.atomic():
+                book.title += "."
+                book.save(update_fields=["title"])
+    # The test runs inside a transaction, so each atomic() is a SAVEPOINT / RELEASE pair.
+    assert sum(q.sql.upper().startswith("SAVEPOINT") for q in report.queries) == len(books)
+    assert {f.kind for f in report.nplusones} == {"write"}
+    assert all("SAVEPOINT" not in f.sql.upper() for f in report.nplusones)
+
+
+def test_exact_repeats_from_different_lines_are_duplicates(books):
+    pk = books[0].pk
+    with capture() as report:
+        Book.objects.filter(pk=pk).first()  # dup-1
+        Book.objects.filter(pk=pk).first()  # dup-2
+    assert report.nplusones == []
+    [dup] = report.duplicates
+    assert dup.count == 2
+    assert dup.model == "testapp.Book"
+    assert [c.split(" in ")[0] for c in dup.callsites] == [
+        f"tests/test_detect.py:{_line('dup-1')}",
+        f"tests/test_detect.py:{_line('dup-2')}",
+    ]
+
+
+def test_an_nplusone_of_identical_queries_is_not_also_a_duplicate():
+    author = AuthorFactory()
+    BookFactory.create_batch(4, author=author)
+    with capture() as report:
+        for book in Book.objects.all():
+            _ = book.author  # same author every time: same SQL, same params
+    finding = _only(report)
+    assert finding.count == 4
+
+
+def test_allow_rules_silence_matching_findings(books):
+    rules = [
+        {"model": "testapp.Author"},
+        {"callsite": "tests/test_detect.py:*"},
+        {"sql": r"testapp_author"},
+        {"kind": "read"},
+    ]
+    for rule in rules:
+        with capture(allow=[rule]) as report:
+            for book in Book.objects.all():
+                _ = book.author
+        assert report.nplusones == [], rule
+    with capture(allow=[{"model": "testapp.Book"}, {"sql": "nomatch"}]) as report:
+        for book in Book.objects.all():
+            _ = book.author
+    assert len(report.nplusones) == 1
+
+
+def test_report_round_trips_through_json(books):
+    with capture() as report:
+        for book in Book.objects.all():
+            _ = book.author
+        Book.objects.filter(pk=books[0].pk).first()
+        Book.objects.filter(pk=books[0].pk).first()
+    data = json.loads(json.dumps(report.to_dict()))
+    again = Report.from_dict(data)
+    assert again.to_dict() == report.to_dict()
+    assert str(again) == str(report)
+    assert "N+1 query on testapp.Author" in str(report)
+    assert "Duplicate query on testapp.Book" in str(report)
