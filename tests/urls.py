@@ -9,4 +9,5 @@ urlpatterns = [
     path("async/books/fixed/", views.async_book_list_fixed),
     path("clean/", views.clean),
     path("ignored/books/", views.book_list),
+    path("boom/", views.boom),
 ]

@@ -34,3 +34,8 @@ async def async_book_list_fixed(request: HttpRequest) -> HttpResponse:
 
 def clean(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"books": Book.objects.count()})
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    Author.objects.count()
+    raise ZeroDivisionError("view failed on its own")
