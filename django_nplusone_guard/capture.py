@@ -28,13 +28,16 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
 from types import CodeType, FrameType, TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 from . import conf
+
+if TYPE_CHECKING:
+    from .report import Report
 
 __all__ = ["Scope", "active_scope", "capture", "ignore", "install", "suppressed"]
 
@@ -49,7 +52,14 @@ MAX_USER_FRAMES = 6
 MAX_WALK = 256
 
 # Record layout, a plain tuple because it is built once per query on the hot path.
-ALIAS, SQL, PARAMS, MANY, DURATION, STACK, CALL, IGNORED = range(8)
+ALIAS: Final = 0
+SQL: Final = 1
+PARAMS: Final = 2
+MANY: Final = 3
+DURATION: Final = 4
+STACK: Final = 5
+CALL: Final = 6
+IGNORED: Final = 7
 Record = tuple[str, Any, Any, bool, float, tuple[Any, ...], int, bool]
 
 _current: ContextVar[Scope | None] = ContextVar("django_nplusone_guard_scope", default=None)
@@ -150,7 +160,9 @@ _ALWAYS_IGNORED = ("django", "asgiref", "django_nplusone_guard", "debug_toolbar"
 
 
 def _library_paths() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths = {
+        sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
     paths |= {p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages"))}
     return tuple(sorted({os.path.join(os.path.realpath(p), "") for p in paths}))
 
@@ -275,12 +287,21 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
     stack, batch = _walk(sys._getframe(2), scope.base_frame)
     if not stack and scope.task is not None:
         stack = _walk_task(scope.task)
-    record: Record = (alias, sql, params, many, duration, stack, scope.call_id(stack, batch), False)
+    record: Record = (
+        alias,
+        sql,
+        params,
+        many,
+        duration,
+        stack,
+        scope.call_id(stack, batch),
+        False,
+    )
     node: Scope | None = scope
     while node is not None:
         if node.ignoring:
             if not record[IGNORED]:
-                record = (*record[:IGNORED], True)
+                record = (alias, sql, params, many, duration, record[STACK], record[CALL], True)
         elif node.aliases is None or alias in node.aliases:
             node.add(record)
         node = node.parent
@@ -309,7 +330,7 @@ def install() -> None:
                 {
                     query.QuerySet.bulk_create.__code__,
                     query.QuerySet.bulk_update.__code__,
-                    query.QuerySet._iterator.__code__,
+                    query.QuerySet._iterator.__code__,  # type: ignore[attr-defined]
                     query.QuerySet.in_bulk.__code__,
                     query.prefetch_related_objects.__code__,
                     deletion.Collector.collect.__code__,
@@ -327,7 +348,7 @@ def install() -> None:
 # --------------------------------------------------------------------------- public scopes
 
 
-class capture:  # noqa: N801 - used like a function: ``with capture() as report``
+class capture:  # lower case: used like a function, ``with capture() as report``
     """Record every query run by this block, then analyse them into a :class:`Report`.
 
     ``with capture() as report: ...`` fills ``report`` when the block exits. Works in sync
@@ -433,7 +454,7 @@ class capture:  # noqa: N801 - used like a function: ``with capture() as report`
         return False
 
 
-class ignore:  # noqa: N801 - used like a function
+class ignore:  # lower case: used like a function
     """Silence findings for queries run inside this block or decorated function.
 
     The queries still count toward the enclosing scope's totals; they just never become
@@ -473,7 +494,7 @@ class ignore:  # noqa: N801 - used like a function
         return wrapper
 
 
-class suppressed:  # noqa: N801
+class suppressed:
     """Run the guard's own queries (EXPLAIN, introspection) without recording them."""
 
     def __enter__(self) -> None:

@@ -18,9 +18,7 @@ MIDDLEWARE_PATH = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E0xx for every problem :func:`conf.validate` finds; W001 for risky production set-ups."""
     raw = getattr(settings, conf.SETTING_NAME, {})
-    messages: list[CheckMessage] = [
-        Error(p.msg, hint=p.hint, id=p.id) for p in conf.validate(raw)
-    ]
+    messages: list[CheckMessage] = [Error(p.msg, hint=p.hint, id=p.id) for p in conf.validate(raw)]
     if isinstance(raw, dict) and raw.get("ACTION") == "raise" and not settings.DEBUG:
         enabled = raw.get("ENABLED", settings.DEBUG)
         if enabled:

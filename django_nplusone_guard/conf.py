@@ -207,7 +207,7 @@ def validate(raw: Any) -> list[Problem]:
             )
         )
     urls = raw.get("IGNORE_URLS")
-    if _is_str_list(urls):
+    if urls is not None and _is_str_list(urls):
         for pattern in urls:
             try:
                 re.compile(pattern)

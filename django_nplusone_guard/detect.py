@@ -236,10 +236,7 @@ def _match_glob(pattern: str, value: str | None) -> bool:
 
 def is_allowed(finding: Finding, rules: Sequence[Mapping[str, str]]) -> bool:
     """True when any rule matches every key it names (model, field, callsite, sql, kind)."""
-    for rule in rules:
-        if _rule_matches(finding, rule):
-            return True
-    return False
+    return any(_rule_matches(finding, rule) for rule in rules)
 
 
 def _rule_matches(finding: Finding, rule: Mapping[str, str]) -> bool:

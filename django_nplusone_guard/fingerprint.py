@@ -90,7 +90,7 @@ def _normalize(sql: str) -> str:
 def _tables(text: str) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for match in _TABLE_RE.finditer(text):
-        name = match.group(2).split(".")[-1].strip("\"`[]")
+        name = match.group(2).split(".")[-1].strip('"`[]')
         if name and name.lower() not in {"select", "(", "lateral"}:
             seen.setdefault(name, None)
     return tuple(seen)

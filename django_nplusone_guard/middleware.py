@@ -52,7 +52,7 @@ class NPlusOneGuardMiddleware:
             return self.__acall__(request)
         scope = _begin(request, sys._getframe(0))
         if scope is None:
-            return self.get_response(request)  # type: ignore[return-value]
+            return self.get_response(request)
         try:
             response = self.get_response(request)
         finally:

@@ -9,6 +9,7 @@ with :func:`format_finding`, so a developer sees the same words everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
@@ -77,7 +78,8 @@ class NPlusOne(Finding):
     fingerprint: str
     sql: str
     callsite: str
-    stack: list[str] = field(default_factory=list)
+    # ``dataclasses.field`` spelled out: the ``field`` attribute above shadows the name.
+    stack: list[str] = dataclasses.field(default_factory=list)
     suggestion: str = ""
     total_time_ms: float = 0.0
     alias: str = "default"

@@ -41,7 +41,9 @@ def _database(name: str) -> dict[str, object]:
             "TEST": {"NAME": f"test_{name}_{_SUFFIX}", "CHARSET": "utf8mb4"},
         }
     if BACKEND != "sqlite":
-        raise ValueError(f"NPLUSONE_GUARD_TEST_DB must be sqlite, postgres or mysql, not {BACKEND!r}")
+        raise ValueError(
+            f"NPLUSONE_GUARD_TEST_DB must be sqlite, postgres or mysql, not {BACKEND!r}"
+        )
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "TEST": {"NAME": ""}}
 
 
@@ -68,7 +70,10 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"debug": True, "context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "debug": True,
+            "context_processors": ["django.template.context_processors.request"],
+        },
     }
 ]
 

@@ -65,9 +65,13 @@ def test_executemany_is_recorded_once_with_many_flag():
 def test_a_failing_statement_is_recorded_and_its_error_untouched():
     from django.db import DatabaseError, transaction
 
-    with capture() as report, pytest.raises(DatabaseError), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT * FROM table_that_does_not_exist")
+    with (
+        capture() as report,
+        pytest.raises(DatabaseError),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT * FROM table_that_does_not_exist")
     assert any("table_that_does_not_exist" in q.sql for q in report.queries)
 
 
@@ -110,10 +114,9 @@ def test_nested_scopes_count_inner_queries_for_both():
 
 def test_ignore_keeps_counting_but_silences_findings():
     BookFactory.create_batch(3)
-    with capture() as report:
-        with ignore():
-            for book in Book.objects.all():
-                _ = book.author
+    with capture() as report, ignore():
+        for book in Book.objects.all():
+            _ = book.author
     assert report.query_count == 4
     assert report.nplusones == []
 

@@ -73,7 +73,7 @@ def test_each_problem_is_an_error_with_a_hint(settings, value, expected_id, word
 def test_a_close_typo_gets_a_did_you_mean(settings):
     settings.NPLUSONE_GUARD = {"max_queries": 10}
     [message] = check_settings()
-    assert "Did you mean 'MAX_QUERIES'?" in message.hint
+    assert "Did you mean 'MAX_QUERIES'?" in str(message.hint)
 
 
 def test_raise_with_debug_off_warns(settings):

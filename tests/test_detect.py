@@ -43,9 +43,7 @@ def test_forward_fk_loop(books):
     assert finding.kind == "read"
     assert finding.count == 5
     assert finding.model.startswith("testapp.Author")
-    assert finding.callsite == (
-        f"tests/test_detect.py:{_line('fk-line')} in test_forward_fk_loop"
-    )
+    assert finding.callsite == (f"tests/test_detect.py:{_line('fk-line')} in test_forward_fk_loop")
     assert "testapp_author" in finding.sql
     assert finding.total_time_ms > 0
     assert finding.fingerprint
@@ -139,7 +137,9 @@ def test_select_related_is_clean(books):
 def test_bulk_create_batches_are_one_call():
     author = AuthorFactory()
     with capture() as report:
-        Book.objects.bulk_create([Book(title=str(i), author=author) for i in range(10)], batch_size=2)
+        Book.objects.bulk_create(
+            [Book(title=str(i), author=author) for i in range(10)], batch_size=2
+        )
     assert report.query_count >= 5
     assert report.nplusones == []
 

@@ -76,7 +76,7 @@ def test_verb_classification(sql, verb, read, write, control):
 def test_tables_are_extracted_in_order():
     fp = fingerprint(
         'SELECT * FROM "testapp_book" INNER JOIN "testapp_author" ON (1 = 1) '
-        'LEFT OUTER JOIN `testapp_tag` ON (1 = 1)'
+        "LEFT OUTER JOIN `testapp_tag` ON (1 = 1)"
     )
     assert fp.tables == ("testapp_book", "testapp_author", "testapp_tag")
 
@@ -98,7 +98,7 @@ def test_never_raises_on_any_text(text):
 @settings(max_examples=100, deadline=None)
 @given(st.binary())
 def test_never_raises_on_bytes(data):
-    assert fingerprint(data).key  # type: ignore[arg-type]
+    assert fingerprint(data).key
 
 
 @settings(max_examples=100, deadline=None)

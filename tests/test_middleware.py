@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import pytest
 from django.test import AsyncClient, Client
@@ -52,7 +53,7 @@ def test_warn_action_warns_at_the_offending_line(books, guard):
         Client().get("/books/")
     [warning] = [w for w in caught if issubclass(w.category, NPlusOneWarning)]
     assert warning.filename == "tests/testapp/views.py"
-    source = open("tests/testapp/views.py").read().splitlines()
+    source = Path("tests/testapp/views.py").read_text().splitlines()
     assert "book.author.name" in source[warning.lineno - 1]
 
 
