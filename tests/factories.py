@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import factory
 
-from tests.testapp.models import Author, Book, Profile, Publisher, Review, Tag
+from tests.testapp.models import Author, Book, Listing, Profile, Publisher, Review, Tag
 
 
 class PublisherFactory(factory.django.DjangoModelFactory):
@@ -60,3 +60,15 @@ class ReviewFactory(factory.django.DjangoModelFactory):
 
     book = factory.SubFactory(BookFactory)
     rating = 4
+
+
+class ListingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Listing
+
+    sku = factory.Sequence(lambda n: f"SKU-{n:06d}")
+    slug = factory.Sequence(lambda n: f"listing-{n}")
+    city = factory.Iterator(["Leeds", "York", "Bath", "Ely"])
+    zip_code = factory.Sequence(lambda n: f"Z{n:05d}")
+    price = factory.Sequence(lambda n: 100 + n)
+    owner = factory.SubFactory(AuthorFactory)

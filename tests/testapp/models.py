@@ -70,3 +70,22 @@ class Counter(models.Model):
 
     name = models.CharField(max_length=50, unique=True)
     n = models.IntegerField(default=0)
+
+
+class Listing(models.Model):
+    """For missing-index tests: one column per kind of index Django can declare, and
+    columns with none (``city``, ``zip_code``, ``price``, ``listed``)."""
+
+    sku = models.CharField(max_length=32, unique=True)
+    slug = models.CharField(max_length=50, db_index=True)
+    city = models.CharField(max_length=50, default="")
+    zip_code = models.CharField(max_length=10, default="")
+    price = models.IntegerField(default=0)
+    listed = models.DateTimeField(null=True)
+    active = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=1,
+        choices=[("d", "draft"), ("p", "published"), ("a", "archived")],
+        default="d",
+    )
+    owner = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="listings")
