@@ -50,6 +50,12 @@ R = TypeVar("R")
 MAX_USER_FRAMES = 6
 #: Give up walking after this many frames (deep recursion, huge middleware stacks).
 MAX_WALK = 256
+#: Distinct statements counted past ``max_queries``; beyond it they only add to the totals,
+#: so a scope that generates endless distinct SQL still has bounded memory.
+MAX_OVERFLOW_KEYS = 1_000
+#: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or
+#: template engines would otherwise be kept alive forever).
+MAX_FRAME_KINDS = 20_000
 
 # Record layout, a plain tuple because it is built once per query on the hot path.
 ALIAS: Final = 0
@@ -70,7 +76,8 @@ class Scope:
     """What one ``capture()`` (or one request) has recorded so far.
 
     ``records`` keeps up to ``max_queries`` statements; past that, ``overflow`` counts them
-    per (alias, sql, stack) so totals stay right while memory stays flat.
+    per (alias, sql, stack), for at most ``MAX_OVERFLOW_KEYS`` distinct keys, so totals stay
+    right while memory stays flat.
     """
 
     __slots__ = (
@@ -120,7 +127,8 @@ class Scope:
         key = (record[ALIAS], record[SQL], record[STACK], record[IGNORED])
         slot = self.overflow.get(key)
         if slot is None:
-            self.overflow[key] = [1, record[DURATION], record[MANY]]
+            if len(self.overflow) < MAX_OVERFLOW_KEYS:
+                self.overflow[key] = [1, record[DURATION], record[MANY]]
         else:
             slot[0] += 1
             slot[1] += record[DURATION]
@@ -190,6 +198,8 @@ def _classify(frame: FrameType) -> int:
             kind = _LIBRARY
         else:
             kind = _USER
+    if len(_frame_kinds) >= MAX_FRAME_KINDS:
+        _frame_kinds.clear()
     _frame_kinds[code] = kind
     return kind
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from time import perf_counter
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,35 @@ def render_frame(code: CodeType, lineno: int) -> str:
 
 def render_stack(stack: tuple[Any, ...]) -> list[str]:
     return [render_frame(stack[i], stack[i + 1]) for i in range(0, len(stack), 2)]
+
+
+class Budget:
+    """The time analysis of one scope may take (``ANALYSIS_BUDGET_MS``).
+
+    Analysis runs when a request ends, so a scope with thousands of distinct statements must
+    not turn into seconds of fingerprinting and EXPLAIN. Each stage asks :attr:`spent`
+    before starting work on a new statement; when it is, the rest is counted but not
+    analysed and the report says so in ``errors``.
+    """
+
+    __slots__ = ("deadline", "limit_ms", "noted")
+
+    def __init__(self, limit_ms: int) -> None:
+        self.limit_ms = limit_ms
+        self.deadline = perf_counter() + limit_ms / 1000
+        self.noted = False
+
+    @property
+    def spent(self) -> bool:
+        return perf_counter() >= self.deadline
+
+    def note(self, report: Report, what: str) -> None:
+        """Say once in ``report.errors`` what was left out."""
+        if not self.noted:
+            self.noted = True
+            report.errors.append(
+                f"analysis stopped after {self.limit_ms} ms (ANALYSIS_BUDGET_MS): {what}"
+            )
 
 
 @dataclass
@@ -100,15 +130,25 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     report = into
     report.query_count = scope.count
     report.total_time_ms = scope.total_time * 1000
-    report.truncated = bool(scope.overflow)
+    report.truncated = scope.count > len(scope.records)
+    budget = Budget(config.ANALYSIS_BUDGET_MS)
 
     groups: dict[tuple[Any, ...], Group] = {}
     rendered: dict[tuple[Any, ...], list[str]] = {}
     queries: list[CapturedQuery] = []
-    for record in scope.records:
+    for index, record in enumerate(scope.records):
         sql = _as_text(record[SQL])
-        fp = fingerprint(sql)
         stack = record[STACK]
+        if budget.noted or (index & 31 == 31 and budget.spent):
+            if not budget.noted:
+                budget.note(
+                    report,
+                    f"{len(scope.records) - index} of {scope.count} "
+                    "statements were counted but not analysed",
+                )
+            queries.append(_unanalysed(record, sql, rendered.get(stack) or []))
+            continue
+        fp = fingerprint(sql)
         frames = rendered.get(stack)
         if frames is None:
             frames = rendered[stack] = render_stack(stack)
@@ -133,6 +173,9 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         group.records.append(record)
         group.calls.add(record[CALL])
     for (alias, sql, stack, ignored), (count, duration, _many) in scope.overflow.items():
+        if budget.spent:
+            budget.note(report, "statements past MAX_QUERIES were counted but not analysed")
+            break
         fp = fingerprint(_as_text(sql))
         if ignored or fp.is_transaction_control:
             continue
@@ -163,6 +206,18 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         key=lambda f: (-f.count, -f.total_time_ms),
     )
     return report
+
+
+def _unanalysed(record: Record, sql: str, frames: list[str]) -> CapturedQuery:
+    return CapturedQuery(
+        alias=record[ALIAS],
+        sql=sql,
+        params=record[PARAMS],
+        many=record[MANY],
+        duration_ms=record[DURATION] * 1000,
+        callsite=frames[0] if frames else "unknown",
+        stack=frames,
+    )
 
 
 def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NPlusOne:
