@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf
 
-__all__ = ["check_settings"]
+__all__ = ["check_app_installed", "check_settings"]
 
 MIDDLEWARE_PATH = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
 
@@ -31,3 +32,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     return messages
+
+
+@register(Tags.compatibility)
+def check_app_installed(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002 when the middleware is listed but the app is not.
+
+    Without the app, settings are never validated at start-up and the toolbar panel's
+    templates are not found. Django only runs checks of installed apps, so the middleware
+    also logs this message when it is first loaded.
+    """
+    middleware = getattr(settings, "MIDDLEWARE", None) or ()
+    if MIDDLEWARE_PATH not in middleware or apps.is_installed("django_nplusone_guard"):
+        return []
+    return [
+        Warning(
+            f"{MIDDLEWARE_PATH} is in MIDDLEWARE but 'django_nplusone_guard' is not in "
+            "INSTALLED_APPS: its settings are not checked and its templates are not found.",
+            hint="Add 'django_nplusone_guard' to INSTALLED_APPS.",
+            id="django_nplusone_guard.W002",
+        )
+    ]

@@ -43,6 +43,7 @@ class NPlusOneGuardMiddleware:
         | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
     ) -> None:
         self.get_response = get_response
+        _warn_if_app_missing()
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
@@ -75,6 +76,22 @@ class NPlusOneGuardMiddleware:
         return _finish(request, response, scope)
 
 
+_app_check_done = False
+
+
+def _warn_if_app_missing() -> None:
+    """W002 at the first handler load: system checks only run for installed apps, so a
+    middleware without its app would otherwise go unnoticed (and unvalidated)."""
+    global _app_check_done
+    if _app_check_done:
+        return
+    _app_check_done = True
+    from .checks import check_app_installed
+
+    for message in check_app_installed():
+        logger.warning("%s", message)
+
+
 def _begin(request: HttpRequest, frame: Any) -> capture | None:
     config = conf.get_config()
     if not config.ENABLED:
@@ -104,9 +121,10 @@ def act(report: Report, action: str, *, label: str = "") -> None:
         if report.nplusones:
             raise NPlusOneDetected(report, context=label)
         return
+    log_params = conf.get_config().LOG_PARAMS
     try:
         for finding in report.findings:
-            text = format_finding(finding, verbose=False)
+            text = format_finding(finding, verbose=False, params=log_params)
             if action == "warn":
                 _warn_at_callsite(text, getattr(finding, "callsite", ""))
             else:

@@ -10,6 +10,7 @@ with :func:`format_finding`, so a developer sees the same words everywhere.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
@@ -273,10 +274,30 @@ def shorten_sql(sql: str, limit: int = SQL_PREVIEW_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def format_finding(finding: Finding, *, verbose: bool = True) -> str:
+# A quoted SQL string literal, E'...' and N'...' included; unbalanced quotes run to the end.
+_LITERAL_RE = re.compile(r"(?:\b[ENXBenxb])?'(?:[^'\\]|\\.|'')*(?:'|$)", re.DOTALL)
+
+
+def redact_literals(sql: str) -> str:
+    """``sql`` with quoted string literals replaced by ``'?'``.
+
+    Django binds values as parameters, but hand-written SQL can inline them, and they may be
+    personal data: logs show them only with ``LOG_PARAMS``.
+    """
+    return _LITERAL_RE.sub("'?'", sql)
+
+
+def format_finding(finding: Finding, *, verbose: bool = True, params: bool = True) -> str:
     """Human text for one finding: a title line, then indented details a tired developer
-    can act on: where it fired, where to fix it, what to type."""
+    can act on: where it fired, where to fix it, what to type.
+
+    ``params=False`` leaves out parameter values and inline string literals, for text that
+    goes to logs (see ``LOG_PARAMS``)."""
     lines = [finding.title]
+
+    def sql_line(sql: str) -> str:
+        return f"  SQL: {shorten_sql(sql if params else redact_literals(sql))}"
+
     if isinstance(finding, NPlusOne):
         lines.append(f"  at {finding.callsite}")
         if finding.template:
@@ -285,18 +306,21 @@ def format_finding(finding: Finding, *, verbose: bool = True) -> str:
             lines.append(f"  queryset evaluated at {finding.parent_callsite}")
         if verbose and len(finding.stack) > 1:
             lines.append("  stack: " + " <- ".join(finding.stack[:5]))
-        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+        lines.append(sql_line(finding.sql))
         if finding.suggestion:
             lines.append(f"  Fix: {finding.suggestion}")
     elif isinstance(finding, Duplicate):
         lines.append(f"  at {', '.join(finding.callsites[:3])}")
-        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+        lines.append(sql_line(finding.sql))
+        if params and finding.params is not None:
+            lines.append(f"  params: {finding.params}")
         lines.append("  Fix: run it once and reuse the result (a variable, or cached_property).")
     elif isinstance(finding, MissingIndex):
         lines.append(f"  at {finding.callsite}")
         if finding.plan:
-            lines.append(f"  plan: {finding.plan}")
-        lines.append(f"  SQL: {shorten_sql(finding.sql)}")
+            # Plans show the bound values: "Filter: (email = 'a@example.com'::text)".
+            lines.append(f"  plan: {finding.plan if params else redact_literals(finding.plan)}")
+        lines.append(sql_line(finding.sql))
         if finding.suggestion:
             lines.append(f"  Fix: {finding.suggestion}")
     return "\n".join(lines)
