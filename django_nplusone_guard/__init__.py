@@ -8,11 +8,13 @@ from __future__ import annotations
 from .capture import capture, ignore
 from .exceptions import NPlusOneDetected, NPlusOneWarning
 from .report import Report
+from .testing import assert_no_nplusone
 
 __all__ = [
     "NPlusOneDetected",
     "NPlusOneWarning",
     "Report",
+    "assert_no_nplusone",
     "capture",
     "ignore",
 ]
