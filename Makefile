@@ -9,8 +9,8 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev$(if $(filter mysql,$(DB)),$(comma)mysql)
 comma := ,
+EXTRAS := dev,example$(if $(filter mysql,$(DB)),$(comma)mysql)
 
 .PHONY: help venv demo test lint format typecheck docs bench bench-short serve clean
 

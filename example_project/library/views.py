@@ -1,0 +1,344 @@
+"""Pages of the library site. Each page with a problem has a fixed twin right below it.
+
+The problem pages are written the way such code is usually written in a hurry; the twin
+shows the fix the guard suggests. ``urls.DEMOS`` lists the pairs.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db import connection
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+
+from library.models import Author, Book, Comment, Loan, Publisher, Review, Tag
+
+PAGE_SIZE = 20
+
+
+def _page(request: HttpRequest, template: str, title: str, **context: object) -> HttpResponse:
+    return render(request, f"library/{template}", {"title": title, **context})
+
+
+def _newest_books():  # type: ignore[no-untyped-def]
+    return Book.objects.order_by("-added")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    from library.urls import DEMOS
+
+    return render(request, "library/home.html", {"demos": DEMOS})
+
+
+# --- forward ForeignKey, read in the template --------------------------------------------
+
+
+def book_list(request: HttpRequest) -> HttpResponse:
+    books = _newest_books()[:PAGE_SIZE]
+    return _page(request, "book_list.html", "Books", books=books)
+
+
+def book_list_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().select_related("author")[:PAGE_SIZE]
+    return _page(request, "book_list.html", "Books", books=books)
+
+
+# --- reverse OneToOne -------------------------------------------------------------------
+
+
+def author_profiles(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.order_by("slug")[:PAGE_SIZE]
+    return _page(request, "author_profiles.html", "Authors", authors=authors)
+
+
+def author_profiles_fixed(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.select_related("profile").order_by("slug")[:PAGE_SIZE]
+    return _page(request, "author_profiles.html", "Authors", authors=authors)
+
+
+# --- reverse ForeignKey manager -----------------------------------------------------------
+
+
+def author_books(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.order_by("slug")[:PAGE_SIZE]
+    return _page(request, "author_books.html", "Authors and their books", authors=authors)
+
+
+def author_books_fixed(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.prefetch_related("book_set").order_by("slug")[:PAGE_SIZE]
+    return _page(request, "author_books.html", "Authors and their books", authors=authors)
+
+
+# --- ManyToMany, both directions ----------------------------------------------------------
+
+
+def book_tags(request: HttpRequest) -> HttpResponse:
+    books = _newest_books()[:PAGE_SIZE]
+    return _page(request, "book_tags.html", "Books by tag", books=books)
+
+
+def book_tags_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().prefetch_related("tags")[:PAGE_SIZE]
+    return _page(request, "book_tags.html", "Books by tag", books=books)
+
+
+def tag_books(request: HttpRequest) -> HttpResponse:
+    tags = Tag.objects.order_by("name")
+    return _page(request, "tag_books.html", "Tags", tags=tags)
+
+
+def tag_books_fixed(request: HttpRequest) -> HttpResponse:
+    tags = Tag.objects.prefetch_related("book_set").order_by("name")
+    return _page(request, "tag_books.html", "Tags", tags=tags)
+
+
+# --- a chain of ForeignKeys, and a partial select_related -----------------------------------
+
+
+def review_list(request: HttpRequest) -> HttpResponse:
+    reviews = Review.objects.order_by("pk")[:PAGE_SIZE]
+    return _page(request, "review_list.html", "Latest reviews", reviews=reviews)
+
+
+def review_list_fixed(request: HttpRequest) -> HttpResponse:
+    reviews = Review.objects.select_related("book__author").order_by("pk")[:PAGE_SIZE]
+    return _page(request, "review_list.html", "Latest reviews", reviews=reviews)
+
+
+def book_author_bios(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().select_related("author")[:PAGE_SIZE]
+    return _page(request, "book_author_bios.html", "Books and their authors", books=books)
+
+
+def book_author_bios_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().select_related("author__profile")[:PAGE_SIZE]
+    return _page(request, "book_author_bios.html", "Books and their authors", books=books)
+
+
+# --- generic relations --------------------------------------------------------------------
+
+
+def comment_list(request: HttpRequest) -> HttpResponse:
+    comments = Comment.objects.order_by("pk")[:PAGE_SIZE]
+    return _page(request, "comment_list.html", "Latest comments", comments=comments)
+
+
+def comment_list_fixed(request: HttpRequest) -> HttpResponse:
+    comments = Comment.objects.prefetch_related("content_object").order_by("pk")[:PAGE_SIZE]
+    return _page(request, "comment_list.html", "Latest comments", comments=comments)
+
+
+def book_comments(request: HttpRequest) -> HttpResponse:
+    books = _newest_books()[:PAGE_SIZE]
+    return _page(request, "book_comments.html", "What readers say", books=books)
+
+
+def book_comments_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().prefetch_related("comments")[:PAGE_SIZE]
+    return _page(request, "book_comments.html", "What readers say", books=books)
+
+
+# --- a deferred field -----------------------------------------------------------------------
+
+
+def book_isbns(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().only("title")[:PAGE_SIZE]
+    return _page(request, "book_isbns.html", "ISBNs", books=books)
+
+
+def book_isbns_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().only("title", "isbn")[:PAGE_SIZE]
+    return _page(request, "book_isbns.html", "ISBNs", books=books)
+
+
+# --- .count(), .exists() and .aggregate() on a relation, per row ----------------------------
+
+
+def publisher_counts(request: HttpRequest) -> HttpResponse:
+    rows = [
+        {"name": p.name, "value": p.book_set.count()} for p in Publisher.objects.order_by("pk")
+    ]
+    return _page(request, "table.html", "Books per publisher", rows=rows)
+
+
+def publisher_counts_fixed(request: HttpRequest) -> HttpResponse:
+    publishers = Publisher.objects.annotate(book_count=Count("book")).order_by("pk")
+    rows = [{"name": p.name, "value": p.book_count} for p in publishers]
+    return _page(request, "table.html", "Books per publisher", rows=rows)
+
+
+def reviewed_authors(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.order_by("slug")[:PAGE_SIZE]
+    rows = [
+        {"name": a.name, "value": Review.objects.filter(book__author=a).exists()} for a in authors
+    ]
+    return _page(request, "table.html", "Has anyone reviewed them?", rows=rows)
+
+
+def reviewed_authors_fixed(request: HttpRequest) -> HttpResponse:
+    reviewed = Review.objects.filter(book__author=OuterRef("pk"))
+    authors = Author.objects.annotate(reviewed=Exists(reviewed)).order_by("slug")[:PAGE_SIZE]
+    rows = [{"name": a.name, "value": a.reviewed} for a in authors]
+    return _page(request, "table.html", "Has anyone reviewed them?", rows=rows)
+
+
+def author_page_totals(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.order_by("slug")[:PAGE_SIZE]
+    rows = [
+        {"name": a.name, "value": a.book_set.aggregate(total=Sum("pages"))["total"] or 0}
+        for a in authors
+    ]
+    return _page(request, "table.html", "Pages written", rows=rows)
+
+
+def author_page_totals_fixed(request: HttpRequest) -> HttpResponse:
+    authors = Author.objects.annotate(total=Sum("book__pages")).order_by("slug")[:PAGE_SIZE]
+    rows = [{"name": a.name, "value": a.total or 0} for a in authors]
+    return _page(request, "table.html", "Pages written", rows=rows)
+
+
+# --- a prefetched relation filtered again in the loop --------------------------------------
+
+
+def top_reviews(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().prefetch_related("reviews")[:PAGE_SIZE]
+    rows = [
+        {"name": b.title, "value": [r.reviewer for r in b.reviews.filter(rating__gte=4)]}
+        for b in books
+    ]
+    return _page(request, "table.html", "Best reviews", rows=rows)
+
+
+def top_reviews_fixed(request: HttpRequest) -> HttpResponse:
+    good = Prefetch("reviews", queryset=Review.objects.filter(rating__gte=4), to_attr="good")
+    books = _newest_books().prefetch_related(good)[:PAGE_SIZE]
+    rows = [{"name": b.title, "value": [r.reviewer for r in b.good]} for b in books]
+    return _page(request, "table.html", "Best reviews", rows=rows)
+
+
+# --- get() per id ---------------------------------------------------------------------------
+
+
+def author_lookup(request: HttpRequest) -> HttpResponse:
+    ids = _newest_books().values_list("author_id", flat=True)[:PAGE_SIZE]
+    rows = [{"name": Author.objects.get(pk=pk).name, "value": pk} for pk in ids]
+    return _page(request, "table.html", "Authors of new books", rows=rows)
+
+
+def author_lookup_fixed(request: HttpRequest) -> HttpResponse:
+    ids = list(_newest_books().values_list("author_id", flat=True)[:PAGE_SIZE])
+    authors = Author.objects.in_bulk(ids)
+    rows = [{"name": authors[pk].name, "value": pk} for pk in ids]
+    return _page(request, "table.html", "Authors of new books", rows=rows)
+
+
+# --- save() per row (an N+1 write) ---------------------------------------------------------
+
+
+def book_views(request: HttpRequest) -> HttpResponse:
+    books = list(_newest_books()[:PAGE_SIZE])
+    for book in books:  # count a view for each book shown
+        book.views += 1
+        book.save(update_fields=["views"])
+    rows = [{"name": b.title, "value": b.views} for b in books]
+    return _page(request, "table.html", "New books and their view counts", rows=rows)
+
+
+def book_views_fixed(request: HttpRequest) -> HttpResponse:
+    books = list(_newest_books()[:PAGE_SIZE])
+    Book.objects.filter(pk__in=[b.pk for b in books]).update(views=F("views") + 1)
+    rows = [{"name": b.title, "value": b.views + 1} for b in books]
+    return _page(request, "table.html", "New books and their view counts", rows=rows)
+
+
+# --- raw SQL per row ------------------------------------------------------------------------
+
+
+def publisher_prices(request: HttpRequest) -> HttpResponse:
+    table = Book._meta.db_table
+    rows = []
+    with connection.cursor() as cursor:
+        for publisher in Publisher.objects.order_by("pk"):
+            cursor.execute(
+                f"SELECT MAX(price) FROM {table} WHERE publisher_id = %s", [publisher.pk]
+            )
+            rows.append({"name": publisher.name, "value": cursor.fetchone()[0]})
+    return _page(request, "table.html", "Most expensive book per publisher", rows=rows)
+
+
+def publisher_prices_fixed(request: HttpRequest) -> HttpResponse:
+    table = Book._meta.db_table
+    publishers = list(Publisher.objects.order_by("pk"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT publisher_id, MAX(price) FROM {table} GROUP BY publisher_id")
+        prices = dict(cursor.fetchall())
+    rows = [{"name": p.name, "value": prices.get(p.pk)} for p in publishers]
+    return _page(request, "table.html", "Most expensive book per publisher", rows=rows)
+
+
+# --- async views ----------------------------------------------------------------------------
+
+
+async def async_book_authors(request: HttpRequest) -> HttpResponse:
+    rows = []
+    async for book in _newest_books()[:PAGE_SIZE]:
+        author = await Author.objects.aget(pk=book.author_id)
+        rows.append({"title": book.title, "author": author.name})
+    return JsonResponse({"books": rows})
+
+
+async def async_book_authors_fixed(request: HttpRequest) -> HttpResponse:
+    books = _newest_books().select_related("author")[:PAGE_SIZE]
+    rows = [{"title": b.title, "author": b.author.name} async for b in books]
+    return JsonResponse({"books": rows})
+
+
+# --- missing indexes ------------------------------------------------------------------------
+
+
+def author_by_email(request: HttpRequest) -> HttpResponse:
+    email = request.GET.get("email", "ada-lovelace-0@example.com")
+    rows = [{"name": a.name, "value": a.email} for a in Author.objects.filter(email=email)]
+    return _page(request, "table.html", "Find an author by e-mail", rows=rows)
+
+
+def author_by_slug(request: HttpRequest) -> HttpResponse:
+    slug = request.GET.get("slug", "ada-lovelace-0")
+    rows = [{"name": a.name, "value": a.slug} for a in Author.objects.filter(slug=slug)]
+    return _page(request, "table.html", "Find an author by slug", rows=rows)
+
+
+def recently_published(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("-published")[:10]
+    rows = [{"name": b.title, "value": b.published} for b in books]
+    return _page(request, "table.html", "Recently published", rows=rows)
+
+
+def recently_added(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("-added")[:10]
+    rows = [{"name": b.title, "value": b.added} for b in books]
+    return _page(request, "table.html", "Recently added", rows=rows)
+
+
+def catalogue(request: HttpRequest) -> HttpResponse:
+    language = request.GET.get("language", "en")
+    book_format = request.GET.get("format", "paperback")
+    books = Book.objects.filter(language=language, format=book_format)
+    rows = [{"name": b.title, "value": f"{b.language}, {b.format}"} for b in books]
+    return _page(request, "table.html", "Catalogue", rows=rows)
+
+
+def loans_due(request: HttpRequest) -> HttpResponse:
+    branch = request.GET.get("branch", "central")
+    day = datetime.date.fromisoformat(request.GET.get("due", datetime.date.today().isoformat()))
+    loans = Loan.objects.filter(branch=branch, due=day)
+    rows = [{"name": loan.borrower, "value": loan.due} for loan in loans]
+    return _page(request, "table.html", "Loans due today", rows=rows)
+
+
+def book_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    book = get_object_or_404(Book.objects.select_related("author", "publisher"), pk=pk)
+    reviews = book.reviews.order_by("-created")
+    return _page(request, "book_detail.html", book.title, book=book, reviews=reviews)
