@@ -87,6 +87,7 @@ class Scope:
         "count",
         "ignoring",
         "max_queries",
+        "orm",
         "overflow",
         "parent",
         "records",
@@ -113,6 +114,8 @@ class Scope:
         self.count = 0
         self.total_time = 0.0
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
+        # What the ORM hooks saw in this scope (an ``orm.OrmLog``), created on first use.
+        self.orm: Any = None
         try:
             self.task: asyncio.Task[Any] | None = asyncio.current_task()
         except RuntimeError:
@@ -149,6 +152,7 @@ class Scope:
     def close(self) -> None:
         self._batch_frames.clear()
         self.base_frame = None
+        self.orm = None
 
 
 def active_scope() -> Scope | None:
