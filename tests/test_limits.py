@@ -1,0 +1,151 @@
+"""Limits: whatever a scope records, the guard's memory and analysis time stay bounded."""
+
+from __future__ import annotations
+
+import importlib
+from time import perf_counter
+
+import pytest
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import path
+
+from django_nplusone_guard import capture
+from django_nplusone_guard.capture import _frame_kinds
+from django_nplusone_guard.detect import render_frame
+from django_nplusone_guard.fingerprint import fingerprint
+from django_nplusone_guard.middleware import REQUEST_ATTR
+from tests.testapp.models import Author, Book
+
+pytestmark = pytest.mark.django_db
+
+# The package exports the ``capture`` class under the module's name.
+capture_module = importlib.import_module("django_nplusone_guard.capture")
+
+
+def _select(text: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(text)
+
+
+def _many_authors(request: HttpRequest) -> HttpResponse:
+    for pk in range(40):
+        Author.objects.filter(pk=pk).first()
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("many/", _many_authors)]
+
+
+def test_max_queries_setting_bounds_a_request_but_keeps_the_totals(settings):
+    settings.ROOT_URLCONF = __name__
+    settings.NPLUSONE_GUARD = {"ENABLED": True, "MAX_QUERIES": 10, "HEADER": True}
+    response = Client().get("/many/")
+    report = getattr(response.wsgi_request, REQUEST_ATTR)
+    assert response["X-NPlusOne-Guard"].endswith("queries=40")
+    assert len(report.queries) == 10
+    assert report.truncated is True
+    [finding] = report.nplusones
+    assert finding.count == 40
+
+
+def test_distinct_statements_past_max_queries_are_counted_in_bounded_memory(monkeypatch):
+    monkeypatch.setattr(capture_module, "MAX_OVERFLOW_KEYS", 50)
+    guard = capture(max_queries=5)
+    with guard as report:
+        for n in range(300):
+            _select(f"SELECT {n}")  # 300 distinct statements, 295 past MAX_QUERIES
+    assert guard.scope is not None
+    assert len(guard.scope.overflow) == 50
+    assert len(report.queries) == 5
+    assert report.query_count == 300
+    assert report.truncated is True
+    # Literals are not part of the shape: the kept and overflowed samples form one group.
+    [finding] = report.nplusones
+    assert 5 + 50 <= finding.count < 300
+
+
+def _analyse_timed(guard: capture) -> float:
+    guard.stop()
+    start = perf_counter()
+    guard.analyse()
+    return perf_counter() - start
+
+
+def _run_distinct_statements(marker: str, count: int) -> capture:
+    padding = "-- " + "x" * 2000 + "\n"
+    guard = capture(max_queries=count)
+    guard.start()
+    for n in range(count):
+        _select(f"{padding}SELECT '{marker}{n}'")  # one shape, distinct text: no cache hits
+    return guard
+
+
+def test_analysis_budget_stops_analysis_and_says_so(settings):
+    settings.NPLUSONE_GUARD = {"ANALYSIS_BUDGET_MS": 1}
+    count = 2000
+    budgeted = _run_distinct_statements("budgeted", count)
+    budgeted_time = _analyse_timed(budgeted)
+    report = budgeted.report
+
+    settings.NPLUSONE_GUARD = {}
+    unbounded = _run_distinct_statements("unbounded", count)
+    unbounded_time = _analyse_timed(unbounded)
+
+    assert report.query_count == len(report.queries) == count
+    [error] = report.errors
+    assert "ANALYSIS_BUDGET_MS" in error
+    assert "counted but not analysed" in error
+    analysed = [q for q in report.queries if q.fingerprint]
+    assert 0 < len(analysed) < count
+    assert all(q.sql for q in report.queries)
+    [finding] = report.nplusones
+    assert finding.count == len(analysed)
+
+    assert unbounded.report.errors == []
+    assert unbounded.report.nplusones[0].count == count
+    # Side by side in one run: the budget cut the work, whatever this machine's speed.
+    assert budgeted_time < unbounded_time / 2, (budgeted_time, unbounded_time)
+
+
+def test_fingerprint_cache_is_bounded():
+    maxsize = fingerprint.cache_info().maxsize
+    assert maxsize is not None
+    for n in range(maxsize + 500):
+        fingerprint(f"SELECT {n} FROM cache_bound_{n}")
+    assert fingerprint.cache_info().currsize == maxsize
+
+
+def test_render_frame_cache_is_bounded():
+    maxsize = render_frame.cache_info().maxsize
+    assert maxsize is not None
+    code = test_render_frame_cache_is_bounded.__code__
+    for line in range(maxsize + 500):
+        render_frame(code, line)
+    assert render_frame.cache_info().currsize == maxsize
+
+
+def test_frame_kind_cache_is_cleared_when_full(monkeypatch):
+    monkeypatch.setattr(capture_module, "MAX_FRAME_KINDS", 40)
+    functions = []
+    for n in range(120):
+        # Each exec makes a new code object, as template engines and code generators do.
+        namespace: dict[str, object] = {"Book": Book}
+        exec(
+            compile(
+                f"def load_{n}():\n    return Book.objects.filter(pk={n}).first()\n",
+                f"generated_{n}.py",
+                "exec",
+            ),
+            namespace,
+        )
+        functions.append(namespace[f"load_{n}"])
+    with capture() as report:
+        for function in functions:
+            function()
+    assert len(_frame_kinds) <= 40
+    # Classification still works across clears: every query has its generated call site.
+    assert [q.callsite.split(":")[0] for q in report.queries] == [
+        f"generated_{n}.py" for n in range(120)
+    ]
