@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from time import perf_counter
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -128,10 +130,10 @@ def test_render_frame_cache_is_bounded():
 
 def test_frame_kind_cache_is_cleared_when_full(monkeypatch):
     monkeypatch.setattr(capture_module, "MAX_FRAME_KINDS", 40)
-    functions = []
+    functions: list[Callable[[], object]] = []
     for n in range(120):
         # Each exec makes a new code object, as template engines and code generators do.
-        namespace: dict[str, object] = {"Book": Book}
+        namespace: dict[str, Any] = {"Book": Book}
         exec(
             compile(
                 f"def load_{n}():\n    return Book.objects.filter(pk={n}).first()\n",
