@@ -509,10 +509,21 @@ class ignore:  # lower case: used like a function
 
 
 class suppressed:
-    """Run the guard's own queries (EXPLAIN, introspection) without recording them."""
+    """Run the guard's own queries (EXPLAIN, introspection) without recording them, here
+    and in django-debug-toolbar's SQL panel when it is recording the same request."""
 
     def __enter__(self) -> None:
         self._token = _current.set(None)
+        # The SQL panel only wraps cursors opened while ``_djdt_logger`` is set; clearing
+        # it is how the toolbar hides its own queries too.
+        self._toolbar_loggers: list[tuple[Any, Any]] = []
+        for connection in connections.all(initialized_only=True):
+            toolbar_logger = getattr(connection, "_djdt_logger", None)
+            if toolbar_logger is not None:
+                self._toolbar_loggers.append((connection, toolbar_logger))
+                connection._djdt_logger = None  # type: ignore[attr-defined]
 
     def __exit__(self, *exc_info: object) -> None:
+        for connection, logger in self._toolbar_loggers:
+            connection._djdt_logger = logger
         _current.reset(self._token)

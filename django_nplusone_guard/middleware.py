@@ -23,12 +23,15 @@ from .capture import capture, log_internal_error
 from .exceptions import NPlusOneDetected, NPlusOneWarning
 from .report import Report, format_finding
 
-__all__ = ["NPlusOneGuardMiddleware", "act"]
+__all__ = ["NPlusOneGuardMiddleware", "act", "join_request_capture", "leave_request_capture"]
 
 logger = logging.getLogger("django_nplusone_guard")
 
 #: Where the middleware leaves the request's report, for views, tests and the panel.
 REQUEST_ATTR = "nplusone_guard_report"
+#: Where a request's capture waits while it records, so the middleware and the toolbar panel
+#: share one capture: whichever runs first opens it and the other joins it.
+CAPTURE_ATTR = "_nplusone_guard_capture"
 
 _CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
 
@@ -57,8 +60,9 @@ class NPlusOneGuardMiddleware:
         try:
             response = self.get_response(request)
         finally:
-            scope.stop()
-        scope.analyse()
+            stopped_here = leave_request_capture(request, scope)
+        if stopped_here:
+            scope.analyse()
         return _finish(request, response, scope)  # type: ignore[arg-type]
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -68,11 +72,12 @@ class NPlusOneGuardMiddleware:
         try:
             response = await self.get_response(request)  # type: ignore[misc]
         finally:
-            scope.stop()
-        if scope.explain:
-            await sync_to_async(scope.analyse)()
-        else:
-            scope.analyse()
+            stopped_here = leave_request_capture(request, scope)
+        if stopped_here:
+            if scope.explain:
+                await sync_to_async(scope.analyse)()
+            else:
+                scope.analyse()
         return _finish(request, response, scope)
 
 
@@ -98,10 +103,33 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
         return None
     if any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
-    scope = capture()
-    scope.start(frame)
-    setattr(request, REQUEST_ATTR, scope.report)
+    return join_request_capture(request, frame)
+
+
+def join_request_capture(request: HttpRequest, frame: Any) -> capture:
+    """The capture recording ``request``: the one another front door (the toolbar panel)
+    already opened, else a new one. One capture per request, never two nested ones."""
+    scope: capture | None = getattr(request, CAPTURE_ATTR, None)
+    if scope is None:
+        scope = capture()
+        scope.start(frame)
+        setattr(request, CAPTURE_ATTR, scope)
+        setattr(request, REQUEST_ATTR, scope.report)
     return scope
+
+
+def leave_request_capture(request: HttpRequest, scope: capture) -> bool:
+    """Stop ``scope`` unless another front door already did; True means this call stopped
+    it and the caller must analyse it.
+
+    The innermost front door leaves first, so the shared report covers exactly the code
+    both wrap, and the outer one finds it already filled.
+    """
+    if getattr(request, CAPTURE_ATTR, None) is not scope:
+        return False
+    delattr(request, CAPTURE_ATTR)
+    scope.stop()
+    return True
 
 
 def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) -> HttpResponseBase:
