@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "debug_toolbar",
     "django_nplusone_guard",
     "tests.testapp",
 ]
@@ -64,6 +66,12 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
+
+# The toolbar is installed but inert: no middleware, no URLs. The toolbar tests switch it on
+# with ``tests.toolbar_settings``. DatabaseStore here only makes the toolbar create its
+# history table in the test database; the tests pick their store per test.
+DEBUG_TOOLBAR_CONFIG = {"TOOLBAR_STORE_CLASS": "debug_toolbar.store.DatabaseStore"}
 
 TEMPLATES = [
     {
