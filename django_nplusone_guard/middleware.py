@@ -98,12 +98,18 @@ def _warn_if_app_missing() -> None:
 
 
 def _begin(request: HttpRequest, frame: Any) -> capture | None:
+    """The request's capture, or None: disabled, ignored URL, or a failure to start one
+    (logged; the request then runs unguarded rather than failing)."""
     config = conf.get_config()
     if not config.ENABLED:
         return None
     if any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
-    return join_request_capture(request, frame)
+    try:
+        return join_request_capture(request, frame)
+    except Exception:
+        log_internal_error("starting the request's capture")
+        return None
 
 
 def join_request_capture(request: HttpRequest, frame: Any) -> capture:
