@@ -413,3 +413,17 @@ def test_a_failure_inside_capture_does_not_hide_the_users_exception(
     report = guard.report
     assert report.query_count == 1
     assert report.errors
+
+
+@pytest.mark.parametrize("path", ["/nplusone/", "/async/nplusone/"])
+def test_a_failure_to_start_capturing_leaves_the_request_unguarded(
+    books, guard, caplog, monkeypatch, fresh_error_log, path
+):
+    guard(ACTION="raise", HEADER=True)
+    monkeypatch.setattr(middleware_module, "capture", _explode)
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
+        response = Client().get(path)
+    assert response.status_code == 200
+    assert "X-NPlusOne-Guard" not in response
+    [record] = _internal_errors(caplog)
+    assert "starting the request's capture" in record.getMessage()
