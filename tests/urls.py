@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path, re_path
 
 from tests.testapp import views
 
@@ -10,4 +10,11 @@ urlpatterns = [
     path("clean/", views.clean),
     path("ignored/books/", views.book_list),
     path("boom/", views.boom),
+    # For the audit command: routes it must skip, and one nested include.
+    path("audit/books/<int:pk>/", views.book_detail, name="audit-book"),
+    re_path(r"^audit/archive/(?P<year>[0-9]{4})/$", views.clean),
+    path("audit/post-only/", views.PostOnly.as_view()),
+    path("audit/me/", views.whoami),
+    path("audit/create-counter/", views.create_counter),
+    path("audit/nested/", include(([path("inner/", views.clean, name="inner")], "auditns"))),
 ]

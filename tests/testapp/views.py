@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import View
 
-from tests.testapp.models import Author, Book
+from tests.testapp.models import Author, Book, Counter
 
 
 def book_list(request: HttpRequest) -> HttpResponse:
@@ -39,3 +40,27 @@ def clean(request: HttpRequest) -> HttpResponse:
 def boom(request: HttpRequest) -> HttpResponse:
     Author.objects.count()
     raise ZeroDivisionError("view failed on its own")
+
+
+# --- routes for the audit command's tests -----------------------------------------------
+
+
+def book_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return JsonResponse({"title": Book.objects.get(pk=pk).title})
+
+
+class PostOnly(View):
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+
+def whoami(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "log in first"}, status=403)
+    return JsonResponse({"username": request.user.get_username()})
+
+
+def create_counter(request: HttpRequest) -> HttpResponse:
+    """A GET view that writes: the audit must roll it back."""
+    Counter.objects.create(name=f"hit-{Counter.objects.count()}")
+    return JsonResponse({"counters": Counter.objects.count()})

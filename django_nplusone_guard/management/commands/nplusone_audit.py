@@ -10,6 +10,7 @@ prints one document built from :meth:`Report.to_dict` (documented in ``docs/audi
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import traceback
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.test import Client
 from django.test.utils import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -30,6 +31,7 @@ from django.utils.regex_helper import normalize
 
 from django_nplusone_guard import conf
 from django_nplusone_guard.capture import capture
+from django_nplusone_guard.detect import render_frame
 from django_nplusone_guard.report import Report, format_report
 
 #: What ``--fail-on`` accepts: the report's finding categories, plus pages that crashed.
@@ -39,6 +41,8 @@ JSON_VERSION = 1
 #: Namespaces of tools whose pages are not the site's own.
 _SKIPPED_NAMESPACES = {"djdt": "django-debug-toolbar's own pages"}
 USAGE_ERROR = 2
+# The module, not the ``capture`` class the package re-exports under the same name.
+_recorder = importlib.import_module("django_nplusone_guard.capture")
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ def discover_routes(urlconf: str | None = None) -> list[Route]:
     """Every URL pattern of ``urlconf``, in resolver order, with the path to request."""
     routes: list[Route] = []
 
-    def walk(patterns: Sequence[Any], prefix: str, shown: str, namespace: str | None) -> None:
+    def walk(
+        patterns: Sequence[Any], prefix: str, shown: str, namespace: str | None, needs: list[str]
+    ) -> None:
         for entry in patterns:
             piece = _piece(entry.pattern)
             pattern_text = shown + str(entry.pattern)
@@ -113,36 +119,25 @@ def discover_routes(urlconf: str | None = None) -> list[Route]:
                 full_ns = f"{namespace}:{ns}" if namespace and ns else (ns or namespace)
                 if ns in _SKIPPED_NAMESPACES:
                     routes.append(Route(pattern_text, ns, None, _SKIPPED_NAMESPACES[ns]))
-                    continue
-                if piece is None:
+                elif piece is None:
                     routes.append(Route(pattern_text, ns, None, "unsupported pattern type"))
-                    continue
-                walk(entry.url_patterns, prefix + piece[0], pattern_text, full_ns)
+                else:
+                    walk(entry.url_patterns, prefix + piece[0], pattern_text, full_ns,
+                         needs + piece[1])  # fmt: skip
             elif isinstance(entry, URLPattern):
                 name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
                 if piece is None:
                     routes.append(Route(pattern_text, name, None, "unsupported pattern type"))
-                    continue
-                params = _missing_params(prefix, shown, entry, piece)
-                if params:
-                    reason = f"needs URL argument(s): {', '.join(params)}"
+                elif needs + piece[1]:
+                    reason = f"needs URL argument(s): {', '.join(needs + piece[1])}"
                     routes.append(Route(pattern_text, name, None, reason))
                 elif not _has_get(entry.callback):
                     routes.append(Route(pattern_text, name, None, "view does not handle GET"))
                 else:
                     routes.append(Route(pattern_text, name, "/" + prefix + piece[0]))
 
-    walk(get_resolver(urlconf).url_patterns, "", "", None)
+    walk(get_resolver(urlconf).url_patterns, "", "", None, [])
     return routes
-
-
-def _missing_params(
-    prefix: str, shown: str, entry: URLPattern, piece: tuple[str, list[str]]
-) -> list[str]:
-    # Arguments of an including resolver show up as "%(name)s" in the prefix text.
-    inherited = re.findall(r"%\((\w+)\)s", prefix)
-    own = [p for p in piece[1] if p not in (entry.default_args or {})]
-    return inherited + own
 
 
 # --------------------------------------------------------------------------- requests
@@ -150,27 +145,40 @@ def _missing_params(
 
 @contextmanager
 def _rolled_back(enabled: bool) -> Iterator[None]:
-    """Run the block in a transaction on every database and roll it back."""
+    """Run the block in a transaction on every database alias and roll it back.
+
+    An alias whose server cannot be reached is left alone: a view that needs it fails on
+    its own and is reported as that page's error.
+    """
     if not enabled:
         yield
         return
     with ExitStack() as stack:
-        aliases = list(connections)
-        for alias in aliases:
-            stack.enter_context(transaction.atomic(using=alias))
+        entered = []
+        for alias in connections:
+            try:
+                stack.enter_context(transaction.atomic(using=alias))
+            except DatabaseError:
+                continue
+            entered.append(alias)
         try:
             yield
         finally:
-            for alias in aliases:
+            for alias in entered:
                 transaction.set_rollback(True, using=alias)
 
 
 def _describe_error(exc: BaseException) -> str:
-    """``ValueError: boom (at views.py:12 in book_list)``: what broke and the innermost line."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = (
-        f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
-    )
+    """``ValueError: boom (at views.py:12 in book_list)``: what broke, and the innermost line
+    of the project's own code (or the innermost line at all when none is the project's)."""
+    where = ""
+    innermost = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        innermost = (frame, lineno)
+        if _recorder._classify(frame) == _recorder._USER:  # the recorder's notion of user code
+            where = f" (at {render_frame(frame.f_code, lineno)})"
+    if not where and innermost is not None:
+        where = f" (at {render_frame(innermost[0].f_code, innermost[1])})"
     return f"{type(exc).__name__}: {exc}{where}"
 
 
@@ -191,6 +199,7 @@ def audit_page(
         result.status = response.status_code
     except Exception as exc:
         result.error = _describe_error(exc)
+        client.exc_info = None  # else the client re-raises it on the next request
     return result
 
 
