@@ -162,8 +162,14 @@ def active_scope() -> Scope | None:
 
 # --------------------------------------------------------------------------- frames
 
-_LIBRARY, _USER, _BATCH = 0, 1, 2
-_frame_kinds: dict[CodeType, int] = {}
+# Library frames are 0 so the walk skips them with one truth test; unknown ones get _UNKNOWN.
+_LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
+# Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
+# a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
+# in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
+_frame_kinds: dict[int, int] = {}
+_frame_codes: list[CodeType] = []
+_frame_lock = threading.Lock()
 _batch_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
@@ -179,10 +185,16 @@ def _library_paths() -> tuple[str, ...]:
     return tuple(sorted({os.path.join(os.path.realpath(p), "") for p in paths}))
 
 
+def _clear_frame_kinds() -> None:
+    with _frame_lock:
+        _frame_kinds.clear()  # keys first: a key must never outlive its code
+        _frame_codes.clear()
+
+
 def _reset_frame_cache() -> None:
     """Recompute what counts as user code; STACK_IGNORE may have changed."""
     global _ignored_modules, _ignored_paths
-    _frame_kinds.clear()
+    _clear_frame_kinds()
     _ignored_modules = _ALWAYS_IGNORED + conf.get_config().STACK_IGNORE
     _ignored_paths = _library_paths()
 
@@ -203,33 +215,43 @@ def _classify(frame: FrameType) -> int:
         else:
             kind = _USER
     if len(_frame_kinds) >= MAX_FRAME_KINDS:
-        _frame_kinds.clear()
-    _frame_kinds[code] = kind
+        _clear_frame_kinds()
+    with _frame_lock:
+        _frame_codes.append(code)  # the code first: a key must never outlive its code
+        _frame_kinds[id(code)] = kind
     return kind
 
 
 def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, ...], Any]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
-    batching frame seen before the first user frame."""
+    batching frame seen before the first user frame.
+
+    This loop runs for every frame of every query (often 20-60 frames), so it is written for
+    speed: one dict lookup by ``id`` per frame, and library frames fall through one test.
+    """
     stack: list[Any] = []
     batch = None
-    kinds = _frame_kinds
-    steps = 0
-    while frame is not None and steps < MAX_WALK:
-        kind = kinds.get(frame.f_code)
-        if kind is None:
-            kind = _classify(frame)
-        if kind == _USER:
-            stack.append(frame.f_code)
-            stack.append(frame.f_lineno)
-            if len(stack) >= 2 * MAX_USER_FRAMES:
-                break
-        elif kind == _BATCH and not stack:
-            batch = frame
+    if frame is None:
+        return (), None
+    kind_of = _frame_kinds.get
+    for _ in range(MAX_WALK):
+        code = frame.f_code
+        kind = kind_of(id(code), _UNKNOWN)
+        if kind:
+            if kind == _UNKNOWN:
+                kind = _classify(frame)
+            if kind == _USER:
+                stack.append(code)
+                stack.append(frame.f_lineno)
+                if len(stack) >= 2 * MAX_USER_FRAMES:
+                    break
+            elif kind == _BATCH and not stack:
+                batch = frame
         if frame is base:
             break
         frame = frame.f_back
-        steps += 1
+        if frame is None:
+            break
     return tuple(stack), batch
 
 
@@ -251,8 +273,8 @@ def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
     stack: list[Any] = []
     for frame in reversed(frames):
-        kind = _frame_kinds.get(frame.f_code)
-        if kind is None:
+        kind = _frame_kinds.get(id(frame.f_code), _UNKNOWN)
+        if kind == _UNKNOWN:
             kind = _classify(frame)
         if kind == _USER:
             stack.extend((frame.f_code, frame.f_lineno))
