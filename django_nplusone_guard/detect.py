@@ -205,6 +205,13 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         (f for f in duplicates if not is_allowed(f, options.allow)),
         key=lambda f: (-f.count, -f.total_time_ms),
     )
+    if options.explain:
+        from .explain import find_missing_indexes
+
+        missing = find_missing_indexes(
+            groups.values(), rendered, should_stop=lambda: budget.spent
+        )
+        report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
     return report
 
 

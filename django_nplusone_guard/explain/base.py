@@ -1,0 +1,425 @@
+"""The vendor-neutral half of the missing-index check, and the interface each vendor fills.
+
+One statement goes through :meth:`ExplainBackend.analyse`:
+
+1. :mod:`.sql` reads which columns the statement filters and sorts on, per table instance;
+   a statement that filters and sorts on nothing is never sent to the database.
+2. The vendor module EXPLAINs it, **without ANALYZE**, inside a savepoint that is always
+   rolled back (so ``SET LOCAL`` planner settings never leak into the user's transaction),
+   with a time limit, unrecorded (:class:`~django_nplusone_guard.capture.suppressed`), and
+   turns the plan into :class:`PlanSignal` s: "this table instance was read without an
+   index serving its filter", "this sort under LIMIT had no index".
+3. This module crosses signals with the statement's columns and the table's existing indexes
+   (introspection) and builds at most one :class:`MissingIndex` per table instance, with an
+   exact ``models.Index`` line.
+
+Signals are structural (a scan *with a filter*, a sort *under LIMIT*), never cost-based, and a
+candidate is dropped when an existing index already starts with one of its filter columns,
+so the verdict does not change with table size: small development tables give the same
+answer as production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from django.apps import apps
+from django.db import models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+from ..capture import suppressed
+from ..orm import model_for_table
+from ..report import MissingIndex
+from .sql import EQ, JOIN, PREFIX, RANGE, Block, Predicate, Statement, parse_statement
+
+__all__ = ["ExistingIndex", "ExplainBackend", "PlanSignal", "Unexplainable", "index_name"]
+
+SCAN, JOIN_SCAN, SORT = "scan", "join", "sort"
+
+#: A suggestion never has more columns than this; wider indexes rarely pay for themselves.
+MAX_INDEX_COLUMNS = 3
+#: A field with at most this many choices is too coarse to lead an index on its own.
+SMALL_CHOICES = 6
+#: Django's limit for ``Index.name`` (``Index.max_name_length``).
+MAX_INDEX_NAME = 30
+#: Index access methods that cannot serve a plain equality, range or sort on a column.
+_NON_BTREE = frozenset({"gin", "gist", "brin", "spgist", "bloom", "fulltext", "spatial"})
+
+
+class Unexplainable(Exception):
+    """EXPLAIN must not run right now (broken transaction, no connection). Not cached:
+    the same statement may be explainable in the next scope."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSignal:
+    """One structural fact a plan states about one table instance."""
+
+    kind: str  # SCAN (read without an index serving its filter), JOIN_SCAN, SORT
+    alias: str  # lower-cased alias as the plan names it; "" for a sort of the whole result
+    plan: str  # the plan node, as short text
+    rows_estimate: float | None = None
+    #: Set when an index *was* used: its name and condition, to check the leading column.
+    index_name: str | None = None
+    index_cond: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingIndex:
+    name: str
+    columns: tuple[str, ...]
+    #: False for partial and expression indexes and non-B-tree methods: they do not count
+    #: as serving a plain column.
+    plain: bool
+
+
+class ExplainBackend:
+    """What one database vendor must provide. Instances are stateless and shared."""
+
+    vendor: ClassVar[str] = ""
+    #: Does ``LIKE 'abc%'`` use a plain B-tree index here (MySQL yes; SQLite's LIKE is
+    #: case-insensitive and PostgreSQL needs a ``*_pattern_ops`` opclass)?
+    prefix_like_uses_btree: ClassVar[bool] = False
+    #: PostgreSQL's ``SET LOCAL`` only lasts inside a transaction.
+    needs_transaction: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ vendor hooks
+
+    def explain_sql(self, connection: BaseDatabaseWrapper, sql: str, timeout_ms: int) -> str:
+        raise NotImplementedError
+
+    def prepare(self, cursor: CursorWrapper, timeout_ms: int) -> None:
+        """Statements to run before EXPLAIN inside the (rolled back) savepoint."""
+
+    def time_limit(
+        self, connection: BaseDatabaseWrapper, timeout_ms: int
+    ) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def parse_plan(self, rows: Sequence[Sequence[Any]]) -> list[PlanSignal]:
+        raise NotImplementedError
+
+    def transaction_is_broken(self, connection: BaseDatabaseWrapper) -> bool:
+        return bool(connection.needs_rollback)
+
+    def unusable_index_names(self, cursor: CursorWrapper, table: str) -> set[str]:
+        """Partial indexes, which Django's introspection does not flag."""
+        return set()
+
+    def blocker_hint(self, model: type[models.Model] | None, predicate: Predicate) -> str:
+        """Extra advice for a term no B-tree index can serve (PostgreSQL: trigram)."""
+        return ""
+
+    # ------------------------------------------------------------------ the pipeline
+
+    def analyse(
+        self, connection: BaseDatabaseWrapper, sql: str, params: Any, timeout_ms: int
+    ) -> list[MissingIndex]:
+        """Findings for one statement; raises on database errors (the caller logs once)."""
+        statement = parse_statement(sql, params)
+        if not statement.single_select or not _could_use_an_index(statement):
+            return []
+        with self._guarded(connection) as cursor:
+            self.prepare(cursor, timeout_ms)
+            with self.time_limit(connection, timeout_ms):
+                cursor.execute(self.explain_sql(connection, sql, timeout_ms), params)
+                rows = cursor.fetchall()
+            signals = self.parse_plan(rows)
+            if not signals:
+                return []
+            return _Findings(self, cursor, statement, sql).build(signals)
+
+    @contextmanager
+    def _guarded(self, connection: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
+        """A cursor whose statements are unrecorded and, when a transaction is open (or the
+        vendor needs one), inside a savepoint that is always rolled back."""
+        if connection.connection is None:
+            raise Unexplainable("the connection is closed")
+        if self.transaction_is_broken(connection):
+            raise Unexplainable("the transaction is broken (rollback pending)")
+        in_transaction = connection.in_atomic_block or not connection.get_autocommit()
+        with suppressed():
+            if not (in_transaction or self.needs_transaction):
+                with connection.cursor() as cursor:
+                    yield cursor
+                return
+            with transaction.atomic(using=connection.alias):
+                try:
+                    with connection.cursor() as cursor:
+                        yield cursor
+                finally:
+                    # Roll the savepoint back even on success: nothing we ran must stay.
+                    transaction.set_rollback(True, using=connection.alias)
+
+    def existing_indexes(self, cursor: CursorWrapper, table: str) -> list[ExistingIndex]:
+        connection = cursor.db
+        constraints = connection.introspection.get_constraints(cursor, table)
+        unusable = self.unusable_index_names(cursor, table)
+        indexes = []
+        for name, info in constraints.items():
+            if not (info.get("index") or info.get("unique") or info.get("primary_key")):
+                continue
+            columns = tuple(info.get("columns") or ())
+            plain = (
+                bool(columns)
+                and all(isinstance(c, str) and c for c in columns)
+                and name not in unusable
+                and (info.get("type") or "").lower() not in _NON_BTREE
+                and not (info.get("definition") and not info.get("unique"))
+            )
+            indexes.append(ExistingIndex(name, tuple(c or "" for c in columns), plain))
+        return indexes
+
+
+def _could_use_an_index(statement: Statement) -> bool:
+    outer = statement.outer
+    if outer is not None and outer.order_by and outer.limit:
+        return True
+    return any(p.kind in (EQ, RANGE, JOIN, PREFIX) for b in statement.blocks for p in b.predicates)
+
+
+# ---------------------------------------------------------------------------- findings
+
+
+class _Findings:
+    """Signals + statement + existing indexes -> at most one finding per table instance."""
+
+    def __init__(
+        self, backend: ExplainBackend, cursor: CursorWrapper, statement: Statement, sql: str
+    ) -> None:
+        self.backend = backend
+        self.cursor = cursor
+        self.statement = statement
+        self.sql = sql
+        self._indexes: dict[str, list[ExistingIndex]] = {}
+
+    def indexes(self, table: str) -> list[ExistingIndex]:
+        if table not in self._indexes:
+            self._indexes[table] = self.backend.existing_indexes(self.cursor, table)
+        return self._indexes[table]
+
+    def build(self, signals: list[PlanSignal]) -> list[MissingIndex]:
+        outer = self.statement.outer
+        sort = _sorted_alias(outer) if outer is not None and outer.limit else None
+        by_alias: dict[str, list[PlanSignal]] = {}
+        for signal in signals:
+            alias = signal.alias
+            if signal.kind == SORT:
+                if sort is None:
+                    continue
+                alias = sort[0]
+            by_alias.setdefault(alias, []).append(signal)
+        findings = []
+        for alias, alias_signals in by_alias.items():
+            finding = self.finding(alias, alias_signals, sort)
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+    def finding(
+        self,
+        alias: str,
+        signals: list[PlanSignal],
+        sort: tuple[str, list[tuple[str, bool]]] | None,
+    ) -> MissingIndex | None:
+        table = self.statement.tables.get(alias) or alias
+        if not table:
+            return None
+        indexes = self.indexes(table)
+        signals = [s for s in signals if not _served_by_named_index(s, indexes)]
+        if not signals:
+            return None
+        kinds = {s.kind for s in signals}
+        model = _model_for(table)
+        predicates = self.statement.predicates_for(alias)
+        uses_prefix = self.backend.prefix_like_uses_btree
+        eq = _unique(p.column for p in predicates if p.kind == EQ)
+        ranges = _unique(
+            p.column for p in predicates if p.kind == RANGE or (p.kind == PREFIX and uses_prefix)
+        )
+        joins = _unique(p.column for p in predicates if p.kind == JOIN)
+        blockers = [
+            p
+            for p in predicates
+            if p.kind not in (EQ, RANGE, JOIN) and not (p.kind == PREFIX and uses_prefix)
+        ]
+        plain = [ix.columns for ix in indexes if ix.plain]
+        low = _low_selectivity_columns(model)
+        eq = [c for c in eq if c not in low] + [c for c in eq if c in low]
+        order = sort[1] if sort is not None and sort[0] == alias else []
+
+        reasons: list[str] = []
+        columns: list[str] = []
+        if kinds & {SCAN, JOIN_SCAN}:
+            filtered = eq + ranges
+            if filtered and not any(ix[0] in filtered for ix in plain):
+                reasons.append("full scan")
+                columns = eq + ([c for c, _ in order] if order else ranges[:1])
+            elif (
+                not filtered
+                and JOIN_SCAN in kinds
+                and joins
+                and not any(ix[0] in joins for ix in plain)
+            ):
+                reasons.append("join without index")
+                columns = joins[:1]
+        if SORT in kinds and order and not columns:
+            reasons.append("sort without index")
+            columns = eq + [c for c, _ in order]
+        if not columns:
+            return None
+        if reasons == ["full scan"] and SORT in kinds:
+            reasons = ["full scan and sort without index"]
+        columns = _unique(columns)
+        fields_by_column = _fields_by_column(model)
+        if model is not None:
+            columns = [c for c in columns if c in fields_by_column]
+        columns = columns[:MAX_INDEX_COLUMNS]
+        if not columns or all(c in low for c in columns):
+            return None
+        if any(ix[: len(columns)] == tuple(columns) for ix in plain):
+            return None
+        descending = {c for c, d in order if d}
+        mixed = 0 < len(descending & set(columns)) < len([c for c, _ in order if c in columns])
+        field_names = [
+            ("-" if mixed and c in descending else "") + fields_by_column[c].name
+            if c in fields_by_column
+            else c
+            for c in columns
+        ]
+        reason = reasons[0]
+        notes = []
+        for predicate in blockers:
+            if predicate.detail:
+                note = f"{predicate.column}: {predicate.detail}, no B-tree index can serve it"
+                hint = self.backend.blocker_hint(model, predicate)
+                notes.append(note + (f" ({hint})" if hint else ""))
+        if notes:
+            reason += "; " + "; ".join(_unique(notes))
+        estimates = [s.rows_estimate for s in signals if s.rows_estimate is not None]
+        label = model._meta.label if model is not None else None
+        return MissingIndex(
+            model=label,
+            table=table,
+            columns=tuple(columns),
+            fields=tuple(f.lstrip("-") for f in field_names),
+            reason=reason,
+            plan=" | ".join(_unique(s.plan for s in signals))[:500],
+            sql=self.sql,
+            callsite="",
+            suggestion=suggestion(model, table, field_names, columns),
+            rows_estimate=max(estimates) if estimates else None,
+            alias=self.cursor.db.alias,
+        )
+
+
+def _sorted_alias(block: Block) -> tuple[str, list[tuple[str, bool]]] | None:
+    """The one table instance an ORDER BY sorts on, with (column, descending) pairs."""
+    if not block.order_by:
+        return None
+    only = next(iter(block.tables)) if len(block.tables) == 1 else ""
+    aliases = {a or only for a, _, _ in block.order_by}
+    if len(aliases) != 1 or "" in aliases:
+        return None
+    return aliases.pop(), [(c, d) for _, c, d in block.order_by]
+
+
+def _served_by_named_index(signal: PlanSignal, indexes: list[ExistingIndex]) -> bool:
+    """An index scan is fine when its condition uses the index's leading column; it is a
+    disguised full scan when the condition only names later columns."""
+    if signal.index_name is None:
+        return False
+    index = next((ix for ix in indexes if ix.name == signal.index_name), None)
+    if index is None or not index.columns or not index.columns[0]:
+        return True  # cannot tell: do not accuse
+    return re.search(rf"\b{re.escape(index.columns[0])}\b", signal.index_cond) is not None
+
+
+def _unique(items: Any) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _model_for(table: str) -> type[models.Model] | None:
+    label = model_for_table(table)
+    if label is None:
+        return None
+    try:
+        return apps.get_model(label)
+    except LookupError:
+        return None
+
+
+def _fields_by_column(model: type[models.Model] | None) -> dict[str, models.Field[Any, Any]]:
+    if model is None:
+        return {}
+    return {f.column: f for f in model._meta.concrete_fields if f.column}
+
+
+def _low_selectivity_columns(model: type[models.Model] | None) -> set[str]:
+    """Columns that split rows into a handful of groups: never worth an index alone."""
+    low = set()
+    for column, field in _fields_by_column(model).items():
+        coarse = bool(field.choices) and len(list(field.flatchoices)) <= SMALL_CHOICES
+        if coarse or isinstance(field, models.BooleanField):
+            low.add(column)
+    return low
+
+
+def index_name(model_name: str, field_names: Sequence[str]) -> str:
+    """A valid ``Index.name`` (<= 30 chars, starts with a letter) that says what it is."""
+    base = "_".join([model_name.lower(), *(f.lstrip("-").lower() for f in field_names)])
+    base = re.sub(r"[^a-z0-9_]", "_", base)
+    if not base[:1].isalpha():
+        base = "ix_" + base
+    if len(base) + len("_idx") <= MAX_INDEX_NAME:
+        return base + "_idx"
+    digest = hashlib.blake2b(base.encode(), digest_size=3).hexdigest()
+    return f"{base[:19].rstrip('_')}_{digest}_idx"
+
+
+@lru_cache(maxsize=256)
+def _model_file(model: type[models.Model]) -> str | None:
+    try:
+        path = inspect.getsourcefile(model)
+    except (TypeError, OSError):
+        return None
+    if path is None:
+        return None
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def suggestion(
+    model: type[models.Model] | None,
+    table: str,
+    field_names: Sequence[str],
+    columns: Sequence[str],
+) -> str:
+    """The exact line to paste, and where."""
+    if model is None:
+        name = index_name(table, columns)
+        cols = ", ".join(columns)
+        return (
+            f"no Django model owns {table}; in a migration: "
+            f"CREATE INDEX {name} ON {table} ({cols})"
+        )
+    fields = ", ".join(f'"{f}"' for f in field_names)
+    name = index_name(model._meta.model_name or "", field_names)
+    line = f'models.Index(fields=[{fields}], name="{name}")'
+    if model._meta.auto_created:
+        return (
+            f"{model._meta.label} is an auto-created through table, which cannot declare "
+            f"indexes: give the ManyToManyField an explicit through model and add {line} "
+            "to its Meta.indexes"
+        )
+    where = _model_file(model)
+    return f"add to {model._meta.label} Meta.indexes{f' ({where})' if where else ''}: {line}"
