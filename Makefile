@@ -47,7 +47,12 @@ demo: venv
 	cd example_project && ../$(BIN)/python manage.py demo
 
 serve: venv
-	cd example_project && ../$(BIN)/python manage.py runserver
+	cd example_project && ../$(BIN)/python manage.py migrate -v0 && ../$(BIN)/python manage.py runserver
+
+docs: venv
+	@$(BIN)/python -c 'import mkdocs, material' 2>/dev/null || \
+		$(BIN)/python -m pip install -q -e '.[docs]' '$(DJANGO)'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf .venv* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
