@@ -1,0 +1,300 @@
+"""Missing-index findings on the real backend (SQLite, PostgreSQL or MariaDB, per
+``NPLUSONE_GUARD_TEST_DB``): what is reported, what is not, and that applying the suggested
+index, as a migration would, makes the finding go away."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection, models
+from django.db.models import Q
+from django.db.models.functions import Upper
+
+from django_nplusone_guard import capture
+from django_nplusone_guard.explain import clear_cache
+from django_nplusone_guard.report import MissingIndex, Report
+from tests.factories import ListingFactory
+from tests.testapp.models import Author, Listing
+
+QuerySetFactory = Callable[[], Any]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_verdicts() -> Iterator[None]:
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture
+def listings(db):
+    return ListingFactory.create_batch(4)
+
+
+def explain(make_queryset: QuerySetFactory) -> Report:
+    with capture(explain=True) as report:
+        list(make_queryset())  # explain-line
+    return report
+
+
+def _line(marker: str) -> int:
+    with open(__file__) as source:
+        for number, text in enumerate(source, 1):
+            if text.rstrip().endswith(f"# {marker}"):
+                return number
+    raise AssertionError(marker)
+
+
+def only(report: Report) -> MissingIndex:
+    assert len(report.missing_indexes) == 1, str(report)
+    return report.missing_indexes[0]
+
+
+def suggested_index(finding: MissingIndex) -> models.Index:
+    """Build the ``models.Index`` the suggestion tells the developer to paste."""
+    match = re.search(r"models\.Index\((.*)\)$", finding.suggestion)
+    assert match, finding.suggestion
+    fields = re.search(r"fields=\[([^\]]*)\]", match.group(1))
+    name = re.search(r'name="([^"]+)"', match.group(1))
+    assert fields and name, finding.suggestion
+    field_names = [f.strip().strip('"') for f in fields.group(1).split(",")]
+    return models.Index(fields=field_names, name=name.group(1))
+
+
+def test_unindexed_equality_filter(listings):
+    finding = only(explain(lambda: Listing.objects.filter(city="Leeds")))
+    assert finding.model == "testapp.Listing"
+    assert finding.table == "testapp_listing"
+    assert finding.columns == ("city",)
+    assert finding.fields == ("city",)
+    assert finding.reason == "full scan"
+    assert finding.suggestion.startswith("add to testapp.Listing Meta.indexes")
+    assert finding.suggestion.endswith('models.Index(fields=["city"], name="listing_city_idx")')
+    assert finding.callsite == (
+        f"tests/test_explain_findings.py:{_line('explain-line')} in explain"
+    )
+    assert '"city"' in finding.sql.replace("`", '"')
+    assert finding.plan
+    assert finding.fingerprint
+    assert finding.alias == "default"
+    if connection.vendor != "sqlite":  # EXPLAIN QUERY PLAN gives no row estimate
+        assert finding.rows_estimate is not None
+
+
+def test_unindexed_order_by_with_limit(listings):
+    finding = only(explain(lambda: Listing.objects.order_by("-listed")[:10]))
+    assert finding.columns == ("listed",)
+    assert finding.reason == "sort without index"
+    assert finding.suggestion.endswith(
+        'models.Index(fields=["listed"], name="listing_listed_idx")'
+    )
+
+
+def test_two_column_equality_filter_gets_one_composite_suggestion(listings):
+    finding = only(explain(lambda: Listing.objects.filter(city="Leeds", zip_code="Z00001")))
+    assert finding.columns == ("city", "zip_code")
+    assert 'fields=["city", "zip_code"]' in finding.suggestion
+
+
+def test_equality_then_range_column(listings):
+    finding = only(explain(lambda: Listing.objects.filter(price__gte=5, city="Leeds")))
+    assert finding.columns == ("city", "price")
+
+
+def test_equality_then_order_by_columns(listings):
+    finding = only(explain(lambda: Listing.objects.filter(city="York").order_by("listed")[:3]))
+    assert finding.columns == ("city", "listed")
+
+
+def test_indexed_foreign_key_with_unindexed_sort_extends_the_foreign_key(listings):
+    owner = listings[0].owner
+    finding = only(explain(lambda: Listing.objects.filter(owner=owner).order_by("-listed")[:5]))
+    assert finding.reason == "sort without index"
+    assert finding.columns == ("owner_id", "listed")
+    assert finding.fields == ("owner", "listed")
+
+
+def test_a_boolean_may_lead_a_composite_with_a_sort(listings):
+    finding = only(explain(lambda: Listing.objects.filter(active=True).order_by("listed")[:5]))
+    assert finding.columns == ("active", "listed")
+
+
+def test_filter_on_joined_table_is_reported_on_its_model(listings):
+    finding = only(explain(lambda: Listing.objects.filter(owner__name="Author 1")))
+    assert finding.model == "testapp.Author"
+    assert finding.columns == ("name",)
+    assert "add to testapp.Author Meta.indexes" in finding.suggestion
+
+
+def test_filter_in_a_subquery_is_reported_on_its_model(listings):
+    authors = Author.objects.filter(pk__in=Listing.objects.filter(zip_code="Z1").values("owner"))
+    finding = only(explain(lambda: authors))
+    assert finding.model == "testapp.Listing"
+    assert finding.columns == ("zip_code",)
+
+
+def test_a_pattern_next_to_an_indexable_column_is_explained_in_the_reason(listings):
+    finding = only(
+        explain(lambda: Listing.objects.filter(city__icontains="ee", zip_code="Z00001"))
+    )
+    assert finding.columns == ("zip_code",)
+    assert "city:" in finding.reason
+    assert "no B-tree index can serve it" in finding.reason
+    if connection.vendor == "postgresql":
+        assert "GinIndex(" in finding.reason
+        assert "gin_trgm_ops" in finding.reason
+    else:
+        assert "GinIndex" not in finding.reason
+
+
+@pytest.mark.parametrize(
+    "make_queryset",
+    [
+        pytest.param(lambda: Listing.objects.filter(pk=1), id="primary-key"),
+        pytest.param(lambda: Listing.objects.filter(owner_id=1), id="foreign-key"),
+        pytest.param(lambda: Listing.objects.filter(slug="listing-1"), id="db-index"),
+        pytest.param(lambda: Listing.objects.filter(sku="SKU-000001"), id="unique"),
+        pytest.param(lambda: Listing.objects.filter(active=True), id="boolean-only"),
+        pytest.param(lambda: Listing.objects.filter(active=False), id="boolean-false-only"),
+        pytest.param(lambda: Listing.objects.filter(status="p"), id="small-choices-only"),
+        pytest.param(lambda: Listing.objects.filter(city__icontains="ee"), id="icontains"),
+        pytest.param(lambda: Listing.objects.filter(city__contains="ee"), id="contains"),
+        pytest.param(lambda: Listing.objects.filter(Q(city="Leeds") | Q(zip_code="Z1")), id="or"),
+        pytest.param(lambda: Listing.objects.all(), id="no-where"),
+        pytest.param(lambda: Listing.objects.order_by("listed"), id="order-by-without-limit"),
+        pytest.param(lambda: Listing.objects.filter(owner__pk=1), id="join-on-foreign-key"),
+        pytest.param(
+            lambda: Listing.objects.exclude(city="Leeds").filter(owner_id=1), id="negation"
+        ),
+        pytest.param(
+            lambda: Listing.objects.annotate(u=Upper("city")).filter(u="LEEDS"), id="function"
+        ),
+    ],
+)
+def test_no_finding(listings, make_queryset):
+    report = explain(make_queryset)
+    assert report.missing_indexes == [], str(report)
+
+
+def test_writes_are_never_explained(listings):
+    with capture(explain=True) as report:
+        Listing.objects.filter(city="Leeds").update(price=1)
+        Listing.objects.filter(zip_code="Z9").delete()
+    assert report.missing_indexes == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("make_queryset", "columns"),
+    [
+        pytest.param(lambda: Listing.objects.filter(city="Leeds"), ("city",), id="equality"),
+        pytest.param(lambda: Listing.objects.order_by("listed")[:10], ("listed",), id="sort"),
+        pytest.param(
+            lambda: Listing.objects.filter(city="Leeds", zip_code="Z1"),
+            ("city", "zip_code"),
+            id="composite",
+        ),
+        pytest.param(lambda: Listing.objects.filter(owner__name="Author 1"), ("name",), id="join"),
+    ],
+)
+def test_applying_the_suggestion_makes_the_finding_go_away(make_queryset, columns):
+    ListingFactory.create_batch(4)
+    finding = only(explain(make_queryset))
+    assert finding.columns == columns
+    index = suggested_index(finding)
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", index.name)
+    model = Author if finding.model == "testapp.Author" else Listing
+    with connection.schema_editor() as editor:  # what the migration would run
+        editor.add_index(model, index)
+    try:
+        clear_cache()  # migrate does this through post_migrate
+        report = explain(make_queryset)
+        assert report.missing_indexes == [], str(report)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.remove_index(model, index)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_index_prefix_is_never_suggested_again_but_a_later_column_is():
+    ListingFactory.create_batch(4)
+    index = models.Index(fields=["city", "zip_code"], name="test_city_zip_idx")
+    with connection.schema_editor() as editor:
+        editor.add_index(Listing, index)
+    try:
+        assert explain(lambda: Listing.objects.filter(city="Leeds")).missing_indexes == []
+        finding = only(explain(lambda: Listing.objects.filter(zip_code="Z1")))
+        assert finding.columns == ("zip_code",)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.remove_index(Listing, index)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    not connection.features.supports_partial_indexes, reason="no partial indexes here"
+)
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(
+            models.Index(fields=["city"], name="test_city_partial", condition=Q(active=True)),
+            id="partial",
+        ),
+        pytest.param(models.Index(Upper("city"), name="test_city_upper"), id="expression"),
+    ],
+)
+def test_partial_and_expression_indexes_do_not_serve_a_plain_column(index):
+    ListingFactory.create_batch(4)
+    with connection.schema_editor() as editor:
+        editor.add_index(Listing, index)
+    try:
+        finding = only(explain(lambda: Listing.objects.filter(city="Leeds")))
+        assert finding.columns == ("city",)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.remove_index(Listing, index)
+
+
+def test_one_finding_per_index_across_statements_and_call_sites(listings):
+    with capture(explain=True) as report:
+        list(Listing.objects.filter(city="Leeds"))
+        Listing.objects.filter(city="York").count()
+        list(Listing.objects.filter(city="Bath").values("id"))
+    assert [f.columns for f in report.missing_indexes] == [("city",)]
+
+
+def test_allow_rules_apply_to_missing_indexes(listings):
+    with capture(explain=True, allow=[{"model": "testapp.Listing"}]) as report:
+        list(Listing.objects.filter(city="Leeds"))
+    assert report.missing_indexes == []
+
+
+def test_explain_is_off_by_default(listings):
+    with capture() as report:
+        list(Listing.objects.filter(city="Leeds"))
+    assert report.missing_indexes == []
+
+
+def test_explain_setting_switches_it_on(listings, settings):
+    settings.NPLUSONE_GUARD = {**settings.NPLUSONE_GUARD, "EXPLAIN": True}
+    with capture() as report:
+        list(Listing.objects.filter(city="Leeds"))
+    assert [f.columns for f in report.missing_indexes] == [("city",)]
+
+
+def test_findings_survive_a_json_round_trip(listings):
+    report = explain(lambda: Listing.objects.filter(city="Leeds", zip_code="Z1"))
+    again = Report.from_dict(report.to_dict())
+    assert again.missing_indexes == report.missing_indexes
+    assert "Missing index on testapp.Listing (city, zip_code): full scan" in str(report)
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_statements_on_another_alias_are_explained_there():
+    with capture(explain=True) as report:
+        list(Author.objects.using("other").filter(email="a@example.com"))
+    assert [(f.alias, f.columns) for f in report.missing_indexes] == [("other", ("email",))]
