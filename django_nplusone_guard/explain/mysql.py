@@ -35,6 +35,9 @@ __all__ = ["MySQLExplain"]
 
 _FULL_ACCESS = frozenset({"ALL", "index"})
 _HASH_ACCESS = frozenset({"hash_ALL", "hash_index"})
+#: MariaDB escapes a quote inside a condition as backslash-quote, which is not valid JSON.
+_INVALID_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+_JSON_ESCAPES = frozenset('"\\/bfnrtu')
 _LEADING_SELECT_RE = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*SELECT)\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -51,7 +54,14 @@ class MySQLExplain(ExplainBackend):
         document = rows[0][0] if rows and rows[0] else "{}"
         if isinstance(document, bytes):
             document = document.decode()
-        return parse_json_plan(json.loads(document) if isinstance(document, str) else document)
+        if isinstance(document, str):
+            document = json.loads(_INVALID_ESCAPE_RE.sub(_unescape, document))
+        return parse_json_plan(document)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    escaped = match.group(1)
+    return match.group(0) if escaped in _JSON_ESCAPES else escaped
 
 
 def with_max_statement_time(sql: str, timeout_ms: int) -> str:
