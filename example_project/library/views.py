@@ -18,10 +18,6 @@ from library.models import Author, Book, Comment, Loan, Publisher, Review, Tag
 PAGE_SIZE = 20
 
 
-def _page(request: HttpRequest, template: str, title: str, **context: object) -> HttpResponse:
-    return render(request, f"library/{template}", {"title": title, **context})
-
-
 def _newest_books():  # type: ignore[no-untyped-def]
     return Book.objects.order_by("-added")
 
@@ -37,12 +33,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def book_list(request: HttpRequest) -> HttpResponse:
     books = _newest_books()[:PAGE_SIZE]
-    return _page(request, "book_list.html", "Books", books=books)
+    return render(request, "library/book_list.html", {"title": "Books", "books": books})
 
 
 def book_list_fixed(request: HttpRequest) -> HttpResponse:
     books = _newest_books().select_related("author")[:PAGE_SIZE]
-    return _page(request, "book_list.html", "Books", books=books)
+    return render(request, "library/book_list.html", {"title": "Books", "books": books})
 
 
 # --- reverse OneToOne -------------------------------------------------------------------
@@ -50,12 +46,16 @@ def book_list_fixed(request: HttpRequest) -> HttpResponse:
 
 def author_profiles(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.order_by("slug")[:PAGE_SIZE]
-    return _page(request, "author_profiles.html", "Authors", authors=authors)
+    return render(
+        request, "library/author_profiles.html", {"title": "Authors", "authors": authors}
+    )
 
 
 def author_profiles_fixed(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.select_related("profile").order_by("slug")[:PAGE_SIZE]
-    return _page(request, "author_profiles.html", "Authors", authors=authors)
+    return render(
+        request, "library/author_profiles.html", {"title": "Authors", "authors": authors}
+    )
 
 
 # --- reverse ForeignKey manager -----------------------------------------------------------
@@ -63,12 +63,20 @@ def author_profiles_fixed(request: HttpRequest) -> HttpResponse:
 
 def author_books(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.order_by("slug")[:PAGE_SIZE]
-    return _page(request, "author_books.html", "Authors and their books", authors=authors)
+    return render(
+        request,
+        "library/author_books.html",
+        {"title": "Authors and their books", "authors": authors},
+    )
 
 
 def author_books_fixed(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.prefetch_related("book_set").order_by("slug")[:PAGE_SIZE]
-    return _page(request, "author_books.html", "Authors and their books", authors=authors)
+    return render(
+        request,
+        "library/author_books.html",
+        {"title": "Authors and their books", "authors": authors},
+    )
 
 
 # --- ManyToMany, both directions ----------------------------------------------------------
@@ -76,22 +84,22 @@ def author_books_fixed(request: HttpRequest) -> HttpResponse:
 
 def book_tags(request: HttpRequest) -> HttpResponse:
     books = _newest_books()[:PAGE_SIZE]
-    return _page(request, "book_tags.html", "Books by tag", books=books)
+    return render(request, "library/book_tags.html", {"title": "Books by tag", "books": books})
 
 
 def book_tags_fixed(request: HttpRequest) -> HttpResponse:
     books = _newest_books().prefetch_related("tags")[:PAGE_SIZE]
-    return _page(request, "book_tags.html", "Books by tag", books=books)
+    return render(request, "library/book_tags.html", {"title": "Books by tag", "books": books})
 
 
 def tag_books(request: HttpRequest) -> HttpResponse:
     tags = Tag.objects.order_by("name")
-    return _page(request, "tag_books.html", "Tags", tags=tags)
+    return render(request, "library/tag_books.html", {"title": "Tags", "tags": tags})
 
 
 def tag_books_fixed(request: HttpRequest) -> HttpResponse:
     tags = Tag.objects.prefetch_related("book_set").order_by("name")
-    return _page(request, "tag_books.html", "Tags", tags=tags)
+    return render(request, "library/tag_books.html", {"title": "Tags", "tags": tags})
 
 
 # --- a chain of ForeignKeys, and a partial select_related -----------------------------------
@@ -99,22 +107,34 @@ def tag_books_fixed(request: HttpRequest) -> HttpResponse:
 
 def review_list(request: HttpRequest) -> HttpResponse:
     reviews = Review.objects.order_by("pk")[:PAGE_SIZE]
-    return _page(request, "review_list.html", "Latest reviews", reviews=reviews)
+    return render(
+        request, "library/review_list.html", {"title": "Latest reviews", "reviews": reviews}
+    )
 
 
 def review_list_fixed(request: HttpRequest) -> HttpResponse:
     reviews = Review.objects.select_related("book__author").order_by("pk")[:PAGE_SIZE]
-    return _page(request, "review_list.html", "Latest reviews", reviews=reviews)
+    return render(
+        request, "library/review_list.html", {"title": "Latest reviews", "reviews": reviews}
+    )
 
 
 def book_author_bios(request: HttpRequest) -> HttpResponse:
     books = _newest_books().select_related("author")[:PAGE_SIZE]
-    return _page(request, "book_author_bios.html", "Books and their authors", books=books)
+    return render(
+        request,
+        "library/book_author_bios.html",
+        {"title": "Books and their authors", "books": books},
+    )
 
 
 def book_author_bios_fixed(request: HttpRequest) -> HttpResponse:
     books = _newest_books().select_related("author__profile")[:PAGE_SIZE]
-    return _page(request, "book_author_bios.html", "Books and their authors", books=books)
+    return render(
+        request,
+        "library/book_author_bios.html",
+        {"title": "Books and their authors", "books": books},
+    )
 
 
 # --- generic relations --------------------------------------------------------------------
@@ -122,22 +142,30 @@ def book_author_bios_fixed(request: HttpRequest) -> HttpResponse:
 
 def comment_list(request: HttpRequest) -> HttpResponse:
     comments = Comment.objects.order_by("pk")[:PAGE_SIZE]
-    return _page(request, "comment_list.html", "Latest comments", comments=comments)
+    return render(
+        request, "library/comment_list.html", {"title": "Latest comments", "comments": comments}
+    )
 
 
 def comment_list_fixed(request: HttpRequest) -> HttpResponse:
     comments = Comment.objects.prefetch_related("content_object").order_by("pk")[:PAGE_SIZE]
-    return _page(request, "comment_list.html", "Latest comments", comments=comments)
+    return render(
+        request, "library/comment_list.html", {"title": "Latest comments", "comments": comments}
+    )
 
 
 def book_comments(request: HttpRequest) -> HttpResponse:
     books = _newest_books()[:PAGE_SIZE]
-    return _page(request, "book_comments.html", "What readers say", books=books)
+    return render(
+        request, "library/book_comments.html", {"title": "What readers say", "books": books}
+    )
 
 
 def book_comments_fixed(request: HttpRequest) -> HttpResponse:
     books = _newest_books().prefetch_related("comments")[:PAGE_SIZE]
-    return _page(request, "book_comments.html", "What readers say", books=books)
+    return render(
+        request, "library/book_comments.html", {"title": "What readers say", "books": books}
+    )
 
 
 # --- a deferred field -----------------------------------------------------------------------
@@ -145,12 +173,12 @@ def book_comments_fixed(request: HttpRequest) -> HttpResponse:
 
 def book_isbns(request: HttpRequest) -> HttpResponse:
     books = _newest_books().only("title")[:PAGE_SIZE]
-    return _page(request, "book_isbns.html", "ISBNs", books=books)
+    return render(request, "library/book_isbns.html", {"title": "ISBNs", "books": books})
 
 
 def book_isbns_fixed(request: HttpRequest) -> HttpResponse:
     books = _newest_books().only("title", "isbn")[:PAGE_SIZE]
-    return _page(request, "book_isbns.html", "ISBNs", books=books)
+    return render(request, "library/book_isbns.html", {"title": "ISBNs", "books": books})
 
 
 # --- .count(), .exists() and .aggregate() on a relation, per row ----------------------------
@@ -160,13 +188,13 @@ def publisher_counts(request: HttpRequest) -> HttpResponse:
     rows = [
         {"name": p.name, "value": p.book_set.count()} for p in Publisher.objects.order_by("pk")
     ]
-    return _page(request, "table.html", "Books per publisher", rows=rows)
+    return render(request, "library/table.html", {"title": "Books per publisher", "rows": rows})
 
 
 def publisher_counts_fixed(request: HttpRequest) -> HttpResponse:
     publishers = Publisher.objects.annotate(book_count=Count("book")).order_by("pk")
     rows = [{"name": p.name, "value": p.book_count} for p in publishers]
-    return _page(request, "table.html", "Books per publisher", rows=rows)
+    return render(request, "library/table.html", {"title": "Books per publisher", "rows": rows})
 
 
 def reviewed_authors(request: HttpRequest) -> HttpResponse:
@@ -174,14 +202,18 @@ def reviewed_authors(request: HttpRequest) -> HttpResponse:
     rows = [
         {"name": a.name, "value": Review.objects.filter(book__author=a).exists()} for a in authors
     ]
-    return _page(request, "table.html", "Has anyone reviewed them?", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "Has anyone reviewed them?", "rows": rows}
+    )
 
 
 def reviewed_authors_fixed(request: HttpRequest) -> HttpResponse:
     reviewed = Review.objects.filter(book__author=OuterRef("pk"))
     authors = Author.objects.annotate(reviewed=Exists(reviewed)).order_by("slug")[:PAGE_SIZE]
     rows = [{"name": a.name, "value": a.reviewed} for a in authors]
-    return _page(request, "table.html", "Has anyone reviewed them?", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "Has anyone reviewed them?", "rows": rows}
+    )
 
 
 def author_page_totals(request: HttpRequest) -> HttpResponse:
@@ -190,13 +222,13 @@ def author_page_totals(request: HttpRequest) -> HttpResponse:
         {"name": a.name, "value": a.book_set.aggregate(total=Sum("pages"))["total"] or 0}
         for a in authors
     ]
-    return _page(request, "table.html", "Pages written", rows=rows)
+    return render(request, "library/table.html", {"title": "Pages written", "rows": rows})
 
 
 def author_page_totals_fixed(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.annotate(total=Sum("book__pages")).order_by("slug")[:PAGE_SIZE]
     rows = [{"name": a.name, "value": a.total or 0} for a in authors]
-    return _page(request, "table.html", "Pages written", rows=rows)
+    return render(request, "library/table.html", {"title": "Pages written", "rows": rows})
 
 
 # --- a prefetched relation filtered again in the loop --------------------------------------
@@ -208,14 +240,14 @@ def top_reviews(request: HttpRequest) -> HttpResponse:
         {"name": b.title, "value": [r.reviewer for r in b.reviews.filter(rating__gte=4)]}
         for b in books
     ]
-    return _page(request, "table.html", "Best reviews", rows=rows)
+    return render(request, "library/table.html", {"title": "Best reviews", "rows": rows})
 
 
 def top_reviews_fixed(request: HttpRequest) -> HttpResponse:
     good = Prefetch("reviews", queryset=Review.objects.filter(rating__gte=4), to_attr="good")
     books = _newest_books().prefetch_related(good)[:PAGE_SIZE]
     rows = [{"name": b.title, "value": [r.reviewer for r in b.good]} for b in books]
-    return _page(request, "table.html", "Best reviews", rows=rows)
+    return render(request, "library/table.html", {"title": "Best reviews", "rows": rows})
 
 
 # --- get() per id ---------------------------------------------------------------------------
@@ -224,14 +256,14 @@ def top_reviews_fixed(request: HttpRequest) -> HttpResponse:
 def author_lookup(request: HttpRequest) -> HttpResponse:
     ids = _newest_books().values_list("author_id", flat=True)[:PAGE_SIZE]
     rows = [{"name": Author.objects.get(pk=pk).name, "value": pk} for pk in ids]
-    return _page(request, "table.html", "Authors of new books", rows=rows)
+    return render(request, "library/table.html", {"title": "Authors of new books", "rows": rows})
 
 
 def author_lookup_fixed(request: HttpRequest) -> HttpResponse:
     ids = list(_newest_books().values_list("author_id", flat=True)[:PAGE_SIZE])
     authors = Author.objects.in_bulk(ids)
     rows = [{"name": authors[pk].name, "value": pk} for pk in ids]
-    return _page(request, "table.html", "Authors of new books", rows=rows)
+    return render(request, "library/table.html", {"title": "Authors of new books", "rows": rows})
 
 
 # --- save() per row (an N+1 write) ---------------------------------------------------------
@@ -243,14 +275,18 @@ def book_views(request: HttpRequest) -> HttpResponse:
         book.views += 1
         book.save(update_fields=["views"])
     rows = [{"name": b.title, "value": b.views} for b in books]
-    return _page(request, "table.html", "New books and their view counts", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "New books and their view counts", "rows": rows}
+    )
 
 
 def book_views_fixed(request: HttpRequest) -> HttpResponse:
     books = list(_newest_books()[:PAGE_SIZE])
     Book.objects.filter(pk__in=[b.pk for b in books]).update(views=F("views") + 1)
     rows = [{"name": b.title, "value": b.views + 1} for b in books]
-    return _page(request, "table.html", "New books and their view counts", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "New books and their view counts", "rows": rows}
+    )
 
 
 # --- raw SQL per row ------------------------------------------------------------------------
@@ -265,7 +301,9 @@ def publisher_prices(request: HttpRequest) -> HttpResponse:
                 f"SELECT MAX(price) FROM {table} WHERE publisher_id = %s", [publisher.pk]
             )
             rows.append({"name": publisher.name, "value": cursor.fetchone()[0]})
-    return _page(request, "table.html", "Most expensive book per publisher", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "Most expensive book per publisher", "rows": rows}
+    )
 
 
 def publisher_prices_fixed(request: HttpRequest) -> HttpResponse:
@@ -275,7 +313,9 @@ def publisher_prices_fixed(request: HttpRequest) -> HttpResponse:
         cursor.execute(f"SELECT publisher_id, MAX(price) FROM {table} GROUP BY publisher_id")
         prices = dict(cursor.fetchall())
     rows = [{"name": p.name, "value": prices.get(p.pk)} for p in publishers]
-    return _page(request, "table.html", "Most expensive book per publisher", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "Most expensive book per publisher", "rows": rows}
+    )
 
 
 # --- async views ----------------------------------------------------------------------------
@@ -301,25 +341,27 @@ async def async_book_authors_fixed(request: HttpRequest) -> HttpResponse:
 def author_by_email(request: HttpRequest) -> HttpResponse:
     email = request.GET.get("email", "ada-lovelace-0@example.com")
     rows = [{"name": a.name, "value": a.email} for a in Author.objects.filter(email=email)]
-    return _page(request, "table.html", "Find an author by e-mail", rows=rows)
+    return render(
+        request, "library/table.html", {"title": "Find an author by e-mail", "rows": rows}
+    )
 
 
 def author_by_slug(request: HttpRequest) -> HttpResponse:
     slug = request.GET.get("slug", "ada-lovelace-0")
     rows = [{"name": a.name, "value": a.slug} for a in Author.objects.filter(slug=slug)]
-    return _page(request, "table.html", "Find an author by slug", rows=rows)
+    return render(request, "library/table.html", {"title": "Find an author by slug", "rows": rows})
 
 
 def recently_published(request: HttpRequest) -> HttpResponse:
     books = Book.objects.order_by("-published")[:10]
     rows = [{"name": b.title, "value": b.published} for b in books]
-    return _page(request, "table.html", "Recently published", rows=rows)
+    return render(request, "library/table.html", {"title": "Recently published", "rows": rows})
 
 
 def recently_added(request: HttpRequest) -> HttpResponse:
     books = Book.objects.order_by("-added")[:10]
     rows = [{"name": b.title, "value": b.added} for b in books]
-    return _page(request, "table.html", "Recently added", rows=rows)
+    return render(request, "library/table.html", {"title": "Recently added", "rows": rows})
 
 
 def catalogue(request: HttpRequest) -> HttpResponse:
@@ -327,7 +369,7 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     book_format = request.GET.get("format", "paperback")
     books = Book.objects.filter(language=language, format=book_format)
     rows = [{"name": b.title, "value": f"{b.language}, {b.format}"} for b in books]
-    return _page(request, "table.html", "Catalogue", rows=rows)
+    return render(request, "library/table.html", {"title": "Catalogue", "rows": rows})
 
 
 def loans_due(request: HttpRequest) -> HttpResponse:
@@ -335,10 +377,14 @@ def loans_due(request: HttpRequest) -> HttpResponse:
     day = datetime.date.fromisoformat(request.GET.get("due", datetime.date.today().isoformat()))
     loans = Loan.objects.filter(branch=branch, due=day)
     rows = [{"name": loan.borrower, "value": loan.due} for loan in loans]
-    return _page(request, "table.html", "Loans due today", rows=rows)
+    return render(request, "library/table.html", {"title": "Loans due today", "rows": rows})
 
 
 def book_detail(request: HttpRequest, pk: int) -> HttpResponse:
     book = get_object_or_404(Book.objects.select_related("author", "publisher"), pk=pk)
     reviews = book.reviews.order_by("-created")
-    return _page(request, "book_detail.html", book.title, book=book, reviews=reviews)
+    return render(
+        request,
+        "library/book_detail.html",
+        {"title": book.title, "book": book, "reviews": reviews},
+    )

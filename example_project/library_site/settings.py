@@ -7,7 +7,6 @@ Only for local development: the secret key is public and DEBUG is on.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -113,7 +112,6 @@ REST_FRAMEWORK = {
 }
 
 # The toolbar with the guard's panel next to its own SQL panel.
-_NPLUSONE_PANEL = "django_nplusone_guard.panels.NPlusOnePanel"
 DEBUG_TOOLBAR_PANELS = [
     "debug_toolbar.panels.history.HistoryPanel",
     "debug_toolbar.panels.versions.VersionsPanel",
@@ -122,7 +120,7 @@ DEBUG_TOOLBAR_PANELS = [
     "debug_toolbar.panels.headers.HeadersPanel",
     "debug_toolbar.panels.request.RequestPanel",
     "debug_toolbar.panels.sql.SQLPanel",
-    _NPLUSONE_PANEL,
+    "django_nplusone_guard.panels.NPlusOnePanel",
     "debug_toolbar.panels.staticfiles.StaticFilesPanel",
     "debug_toolbar.panels.templates.TemplatesPanel",
     "debug_toolbar.panels.cache.CachePanel",
@@ -130,9 +128,6 @@ DEBUG_TOOLBAR_PANELS = [
     "debug_toolbar.panels.redirects.RedirectsPanel",
     "debug_toolbar.panels.profiling.ProfilingPanel",
 ]
-if importlib.util.find_spec("django_nplusone_guard.panels") is None:
-    # Older checkouts of the guard have no panel yet; keep the toolbar working without it.
-    DEBUG_TOOLBAR_PANELS.remove(_NPLUSONE_PANEL)
 DEBUG_TOOLBAR_CONFIG = {
     # `make demo` and the audit run outside a test runner even when pytest started them.
     "IS_RUNNING_TESTS": False,

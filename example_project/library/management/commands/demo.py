@@ -25,15 +25,17 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0, interactive=False)
         self.stdout.write(self.style.MIGRATE_HEADING("2. Seed it"))
         call_command("seed", size=size, stdout=self.stdout)
-        self.stdout.write(self.style.MIGRATE_HEADING("3. manage.py nplusone_audit --all\n"))
+        self.stdout.write(
+            self.style.MIGRATE_HEADING("3. manage.py nplusone_audit --all --explain\n")
+        )
         try:
-            call_command("nplusone_audit", all_routes=True, verbosity=verbosity)
+            call_command("nplusone_audit", all_routes=True, explain=True, verbosity=verbosity)
         except CommandError as exc:
             self.stderr.write(str(exc))
 
         self.stdout.write(self.style.MIGRATE_HEADING("\n4. Does every problem page show up?"))
         report = StringIO()
-        call_command("nplusone_audit", all_routes=True, format="json", stdout=report)
+        call_command("nplusone_audit", all_routes=True, explain=True, format="json", stdout=report)
         pages = {page["url"]: page for page in json.loads(report.getvalue())["pages"]}
         problems = 0
         for demo in DEMOS:
@@ -46,14 +48,18 @@ class Command(BaseCommand):
                 f"  {mark} {demo.url:<30} {found} {demo.category} finding(s)"
                 f"  | twin {demo.fixed_url:<30} {twin} finding(s)"
             )
-        if problems:
+        if not problems:
             self.stdout.write(
-                self.style.WARNING(f"  {problems} page(s) not as expected (see above).")
+                self.style.SUCCESS(
+                    f"  All {len(DEMOS)} problem pages have findings; their twins have none."
+                )
             )
         self.stdout.write(
             "\nBrowse the pages with the debug toolbar and its N+1 Guard panel:\n\n"
             "    make serve    # then open http://127.0.0.1:8000/\n"
         )
+        if problems:
+            raise CommandError(f"{problems} page(s) not as expected (marked MISS above).")
 
 
 _CATEGORIES = ("nplusones", "missing_indexes", "duplicates")

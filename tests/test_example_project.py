@@ -1,0 +1,149 @@
+"""The example project end to end, as `make demo` runs it, on the backend under test.
+
+Runs in a subprocess (the example project has its own settings), against a database of its
+own: a temporary SQLite file, or a uniquely named PostgreSQL / MariaDB database created and
+dropped here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.settings import BACKEND
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
+
+#: Missing-index pages, their twins, and what the finding must name.
+INDEX_PAGES = {
+    "/authors/by-email/": ("/authors/by-slug/", "library.Author", ["email"]),
+    "/books/recently-published/": ("/books/recently-added/", "library.Book", ["published"]),
+    "/books/catalogue/": ("/loans/due/", "library.Book", ["language", "format"]),
+}
+
+
+def _server_database(name: str, action: str) -> None:
+    if BACKEND == "postgres":
+        import psycopg
+
+        with psycopg.connect(
+            host=os.environ.get("PGHOST", "127.0.0.1"),
+            port=os.environ.get("PGPORT", "5432"),
+            user=os.environ.get("PGUSER", "root"),
+            dbname="postgres",
+            autocommit=True,
+        ) as connection:
+            verb = "CREATE DATABASE" if action == "create" else "DROP DATABASE IF EXISTS"
+            connection.execute(f'{verb} "{name}"')
+    else:
+        import MySQLdb
+
+        connection = MySQLdb.connect(
+            host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            port=int(os.environ.get("MYSQL_PORT", "3306")),
+            user=os.environ.get("MYSQL_USER", "root"),
+            password=os.environ.get("MYSQL_PASSWORD", ""),
+        )
+        try:
+            cursor = connection.cursor()
+            if action == "create":
+                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            else:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def example_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
+    env["DJANGO_SETTINGS_MODULE"] = "library_site.settings"
+    if BACKEND == "sqlite":
+        path = tmp_path_factory.mktemp("example") / "db.sqlite3"
+        yield {**env, "EXAMPLE_DB": "sqlite", "EXAMPLE_SQLITE_PATH": str(path)}
+        return
+    name = f"nplusone_example_{uuid.uuid4().hex[:10]}"
+    _server_database(name, "create")
+    try:
+        yield {**env, "EXAMPLE_DB": BACKEND, "EXAMPLE_DB_NAME": name}
+    finally:
+        _server_database(name, "drop")
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(example_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return manage(example_env, "demo", "--size", "12")
+
+
+@pytest.fixture(scope="module")
+def audit(example_env: dict[str, str], demo: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    result = manage(example_env, "nplusone_audit", "--all", "--explain", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def test_demo_audits_every_page_and_checks_each_twin(demo):
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    assert "Seeded 12 books" in out
+    assert "manage.py nplusone_audit --all --explain" in out
+    assert "GET /books/ (200)" in out
+    assert "N+1 query on library.Book.author" in out
+    assert "MISS" not in out
+    assert "All 22 problem pages have findings; their twins have none." in out
+    assert "make serve" in out
+
+
+def test_every_fixed_twin_is_clean_and_every_problem_page_is_not(audit):
+    pages = {page["url"]: page for page in audit["pages"]}
+    assert all(page["status"] == 200 and page["error"] is None for page in pages.values())
+    twins = [url for url in pages if url.endswith("/fixed/")]
+    assert len(twins) == 19
+    for twin in twins:
+        problem = twin.removesuffix("fixed/")
+        assert pages[problem]["report"]["nplusones"], problem
+        report = pages[twin]["report"]
+        assert not (report["nplusones"] or report["missing_indexes"] or report["duplicates"])
+    for twin, _model, _fields in INDEX_PAGES.values():
+        assert not pages[twin]["report"]["missing_indexes"], twin
+
+
+def test_missing_index_pages_name_the_columns_and_the_index(audit):
+    pages = {page["url"]: page for page in audit["pages"]}
+    for url, (_twin, model, fields) in INDEX_PAGES.items():
+        [finding] = pages[url]["report"]["missing_indexes"]
+        assert finding["model"] == model
+        assert finding["fields"] == fields
+        assert f"models.Index(fields={json.dumps(fields)}" in finding["suggestion"]
+
+
+def test_routes_with_arguments_are_skipped(audit):
+    skipped = {route["pattern"]: route["reason"] for route in audit["skipped"]}
+    assert skipped["books/<int:pk>/"] == "needs URL argument(s): pk"
+
+
+def test_seed_size_must_be_positive(example_env):
+    result = manage(example_env, "seed", "--size", "0")
+    assert result.returncode == 2
+    assert "--size must be at least 1" in result.stderr
