@@ -10,5 +10,7 @@ class NPlusOneGuardConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  registers the system checks
         from .capture import install
+        from .orm import install as install_orm_hooks
 
         install()
+        install_orm_hooks()

@@ -21,8 +21,20 @@ from time import perf_counter
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from . import conf
-from .capture import ALIAS, CALL, DURATION, IGNORED, MANY, PARAMS, SQL, STACK, Record, Scope
+from . import conf, orm
+from .capture import (
+    ALIAS,
+    CALL,
+    DURATION,
+    IGNORED,
+    MANY,
+    PARAMS,
+    SQL,
+    STACK,
+    Record,
+    Scope,
+    log_internal_error,
+)
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
 from .report import CapturedQuery, Duplicate, Finding, NPlusOne, Report
@@ -192,6 +204,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     ]
     in_nplusone = {id(r) for g in nplusone_groups for r in g.records}
     nplusones = [_nplusone(g, rendered) for g in nplusone_groups]
+    nplusones = _attribute(scope, nplusone_groups, nplusones, config, report)
 
     duplicates: list[Duplicate] = []
     if config.REPORT_DUPLICATES:
@@ -213,6 +226,27 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         )
         report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
     return report
+
+
+def _attribute(
+    scope: Scope,
+    groups: list[Group],
+    nplusones: list[NPlusOne],
+    config: conf.Config,
+    report: Report,
+) -> list[NPlusOne]:
+    """ORM attribution hook (:mod:`.orm`): name the relation, the parent queryset's line,
+    the template line and the fix, and merge findings with one root cause. A failure here
+    keeps the plain SQL-level findings."""
+    try:
+        attributed = orm.attribute(scope, groups, nplusones)
+        if config.REPORT_UNUSED_EAGER:
+            attributed.extend(orm.unused_eager(scope))
+    except Exception as exc:
+        log_internal_error("ORM attribution")
+        report.errors.append(f"ORM attribution failed: {exc!r}")
+        return nplusones
+    return attributed
 
 
 def _unanalysed(record: Record, sql: str, frames: list[str]) -> CapturedQuery:

@@ -1,17 +1,70 @@
-"""ORM attribution: which model, relation or field a repeated statement belongs to.
+"""ORM attribution: which relation, field or queryset caused a repeated statement.
 
-The detector works on SQL, so it can see every repeat (``.count()`` in a loop, raw SQL,
-async ORM calls); this module turns a group of repeats back into the names a Django
-developer uses: ``library.Book.author`` and the ``.select_related("author")`` that fixes it.
+The SQL layer (:mod:`.capture`) sees every repeat, so it decides *whether* something is an
+N+1. This module only explains findings the SQL layer already made, in the words a Django
+developer uses: ``testapp.Book.author``, where the parent queryset was evaluated, which
+template line asked for it, and the ``.select_related("author")`` that fixes it. It never
+creates a second finding for the same statements: :func:`attribute` fills and merges the
+SQL-level findings (one root cause, one finding).
+
+How it knows
+------------
+:func:`install` (called once from ``AppConfig.ready``) wraps a handful of Django methods:
+the forward related descriptors' ``get_object`` (only called on a cache miss), generic
+foreign keys, ``Model.refresh_from_db`` (how deferred fields load), ``Model.save_base`` and
+``Model.delete``, and the ``QuerySet`` methods that run SQL (``_fetch_all``, ``get``,
+``count``, ``exists``, ``aggregate``, ``update``, ``delete``, ``create``). With no capture
+scope active each wrapper costs one ``ContextVar.get()`` and a call. With a scope active it
+records an :class:`_Event` (what ran, from which user line, in which template node) and the
+slice of the scope's records that ran inside it; the statement records themselves are not
+touched, so the execute wrapper's hot path is unchanged.
+
+Which queryset an instance came from (for ``parent_callsite`` and for paths such as
+``select_related("book__author")``) is kept in a module-level ``WeakKeyDictionary`` keyed by
+the instance's ``_state``. Nothing is stored on the instance or the queryset, so pickling,
+caching libraries and models with a custom ``__eq__``/``__hash__`` are unaffected, and the
+entry disappears with the instance.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
+import sys
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
+from types import CodeType, FrameType
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
+from django.db import models
 
-__all__ = ["model_for_table"]
+from . import conf
+from .capture import (
+    _USER,
+    MAX_WALK,
+    STACK,
+    _classify,
+    _current,
+    _walk_task,
+    log_internal_error,
+)
+
+if TYPE_CHECKING:
+    from .capture import Scope
+    from .detect import Group
+    from .report import NPlusOne
+
+__all__ = ["OrmLog", "attribute", "install", "model_for_table", "unused_eager"]
+
+
+# --------------------------------------------------------------------------- tables
 
 
 @lru_cache(maxsize=1)
@@ -27,3 +80,1075 @@ def model_for_table(table: str | None) -> str | None:
     if not table:
         return None
     return _tables_to_models().get(table.lower())
+
+
+# --------------------------------------------------------------------------- relations
+
+#: Django 6.1 added ``QuerySet.fetch_mode(models.FETCH_PEERS)``; mention it where it applies.
+HAS_FETCH_MODES = hasattr(models.QuerySet, "fetch_mode")
+
+
+@dataclass(frozen=True, slots=True)
+class _Relation:
+    """A relation as the user names it, and what eager-loads it."""
+
+    owner: str  # "testapp.Book"
+    name: str  # the attribute: "author", "book_set", "tags", "content_object"
+    query_name: str | None  # the lookup name for annotate(): "author", "book", "tags"
+    target: str | None  # the related model's class name, for code snippets
+    select: bool  # select_related can load it (else prefetch_related)
+    back_filter: str | None  # lookup on the target pointing back, for Exists(...)
+    peers: bool  # Django 6.1's FETCH_PEERS batches it
+
+
+_relations: dict[tuple[int, type[models.Model]], _Relation] = {}
+
+
+def _relation(field: Any, owner: type[models.Model]) -> _Relation:
+    """Describe ``field`` (a Field, a reverse ``ForeignObjectRel``, a GenericForeignKey or a
+    GenericRelation) as seen from an instance of ``owner``; cached, fields live forever."""
+    key = (id(field), owner)
+    found = _relations.get(key)
+    if found is not None:
+        return found
+    from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+
+    related = getattr(field, "related_model", None)
+    target = related.__name__ if isinstance(related, type) else None
+    label = owner._meta.label
+    if isinstance(field, GenericForeignKey):
+        rel = _Relation(label, field.name, None, None, False, None, True)
+    elif isinstance(field, GenericRelation):
+        rel = _Relation(label, field.name, field.name, target, False, None, False)
+    elif isinstance(field, models.ForeignObjectRel):
+        accessor = field.get_accessor_name() or field.name
+        rel = _Relation(
+            label,
+            accessor,
+            field.name,
+            target,
+            field.one_to_one,
+            field.field.name,
+            field.one_to_one,
+        )
+    elif field.many_to_many:
+        rel = _Relation(
+            label, field.name, field.name, target, False, field.related_query_name(), False
+        )
+    else:
+        rel = _Relation(label, field.name, field.name, target, True, None, True)
+    _relations[key] = rel
+    return rel
+
+
+@lru_cache(maxsize=1024)
+def _candidates(owner: Any, target: Any) -> tuple[Any, ...]:
+    """Relations of ``owner`` whose rows are ``target`` rows (many-valued or reverse only:
+    forward ones are attributed by their descriptor)."""
+    found = []
+    for field in owner._meta.get_fields(include_hidden=False):
+        related: Any = getattr(field, "related_model", None)
+        if not field.is_relation or not hasattr(related, "_meta"):
+            continue  # "self"-style strings are resolved by now; generic FKs have no model
+        if related._meta.concrete_model is not target._meta.concrete_model:
+            continue
+        if field.many_to_many or field.one_to_many or field.auto_created:
+            found.append(field)
+    return tuple(found)
+
+
+def _where_targets(queryset: Any) -> tuple[Any, ...]:
+    """Fields the queryset filters on at the top level (``filter(author=a)`` -> author)."""
+    targets = []
+    for child in queryset.query.where.children:
+        target = getattr(getattr(child, "lhs", None), "target", None)
+        if target is not None:
+            targets.append(target)
+    return tuple(targets)
+
+
+def _relation_for_queryset(
+    owner: models.Model, queryset: Any, lookups: Iterable[str] = ()
+) -> _Relation | None:
+    """Which relation of ``owner`` produced ``queryset`` (a related manager's queryset, or a
+    reverse one-to-one ``get``). Django marks such querysets with ``_hints["instance"]``;
+    the candidate is confirmed by the filter the manager added, so a coincidental hint
+    (``refresh_from_db``, a router hint) is never mistaken for a relation."""
+    from django.contrib.contenttypes.fields import GenericRelation
+
+    owner_cls = type(owner)
+    candidates = _candidates(owner_cls, queryset.model)
+    if not candidates:
+        return None
+    targets = _where_targets(queryset)
+    keys = {lookup.split("__", 1)[0] for lookup in lookups}
+    for field in candidates:
+        if isinstance(field, GenericRelation):
+            object_id = field.related_model._meta.get_field(field.object_id_field_name)
+            confirmed = object_id in targets
+        elif field.many_to_many:
+            through = field.remote_field.through if not field.auto_created else field.through
+            confirmed = any(getattr(t, "model", None) is through for t in targets)
+        elif field.one_to_many:
+            confirmed = field.field in queryset._known_related_objects or field.field in targets
+        else:  # reverse one-to-one
+            confirmed = field.field.name in keys or field.field in targets
+        if confirmed:
+            return _relation(field, owner_cls)
+    return None
+
+
+# --------------------------------------------------------------------------- frames
+
+Site = tuple[CodeType, int]
+
+_user_codes: dict[int, tuple[CodeType, bool]] = {}
+_render_code: CodeType | None = None
+
+
+def _is_user(frame: FrameType) -> bool:
+    code = frame.f_code
+    entry = _user_codes.get(id(code))
+    if entry is None or entry[0] is not code:
+        if len(_user_codes) >= 8192:
+            _user_codes.clear()
+        entry = _user_codes[id(code)] = (code, _classify(frame) == _USER)
+    return entry[1]
+
+
+def _locate(scope: Scope) -> tuple[Site | None, Any]:
+    """The first user frame above the hook, and the template node being rendered, if any.
+
+    Runs once per hooked call while a scope is active. Template nodes are spotted by an
+    identity check on ``Node.render_annotated``'s code; ``f_locals`` is read only there.
+    In a ``sync_to_async`` worker thread there are no user frames: like the recorder, fall
+    back to the awaiting task's coroutine chain.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    node = None
+    steps = 0
+    while frame is not None and steps < MAX_WALK:
+        if frame.f_code is _render_code:
+            if node is None:
+                node = frame.f_locals.get("self")
+        elif _is_user(frame):
+            return (frame.f_code, frame.f_lineno), node
+        frame = frame.f_back
+        steps += 1
+    stack = _walk_task(scope.task)
+    return ((stack[0], stack[1]) if stack else None), node
+
+
+# --------------------------------------------------------------------------- origins
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where an instance came from: the queryset evaluation at ``site`` and the relation
+    path from that queryset's model (``("book", "author")``)."""
+
+    seq: int
+    site: Site | None
+    path: tuple[str, ...] = ()
+    select_only: bool = True  # every step of ``path`` can be select_related
+    deferred: tuple[frozenset[str], bool] | None = None  # query.deferred_loading
+
+    def child(self, name: str, select: bool) -> _Origin:
+        return _Origin(self.seq, self.site, (*self.path, name), self.select_only and select)
+
+
+# Keyed by ``instance._state``: never the instance (custom __eq__/__hash__) and never an
+# attribute on it (pickling, caches).
+_origins: weakref.WeakKeyDictionary[Any, _Origin] = weakref.WeakKeyDictionary()
+_origins_lock = threading.Lock()
+_MAX_TAG_DEPTH = 6
+
+
+def _origin_of(instance: Any) -> _Origin | None:
+    state = instance.__dict__.get("_state") if hasattr(instance, "__dict__") else None
+    return None if state is None else _origins.get(state)
+
+
+def _tag(instances: Iterable[Any], origin: _Origin) -> None:
+    """Remember ``origin`` for each instance and, one level down each time, for objects
+    already loaded with it (``select_related`` rows, prefetched rows). An existing tag is
+    replaced only by an enclosing event (smaller ``seq``): the outer evaluation knows the
+    full path, the prefetch queries it runs inside do not."""
+    children: dict[tuple[int, str, bool], _Origin] = {}
+    pending = [(instance, origin, 0) for instance in instances]
+    with _origins_lock:
+        while pending:
+            instance, here, depth = pending.pop()
+            if not isinstance(instance, models.Model):
+                continue
+            state = instance.__dict__.get("_state")
+            if state is None:
+                continue
+            current = _origins.get(state)
+            if current is not None and current.seq <= here.seq:
+                continue
+            _origins[state] = here
+            if depth >= _MAX_TAG_DEPTH:
+                continue
+            for name, child in state.__dict__.get("fields_cache", {}).items():
+                if isinstance(child, models.Model):
+                    key = (id(here), name, True)
+                    sub = children.get(key) or children.setdefault(key, here.child(name, True))
+                    pending.append((child, sub, depth + 1))
+            prefetched = instance.__dict__.get("_prefetched_objects_cache")
+            for name, cached in (prefetched or {}).items():
+                rows = getattr(cached, "_result_cache", None)
+                if rows is None and isinstance(cached, list | tuple):
+                    rows = cached
+                key = (id(here), name, False)
+                sub = children.get(key) or children.setdefault(key, here.child(name, False))
+                pending.extend((row, sub, depth + 1) for row in rows or ())
+
+
+# --------------------------------------------------------------------------- events
+
+_sequence = itertools.count(1)
+_active: ContextVar[_Event | None] = ContextVar("django_nplusone_guard_orm_event", default=None)
+
+
+class _Event:
+    """One hooked ORM call made while a scope was active."""
+
+    __slots__ = (
+        "detail",
+        "eager",
+        "kind",
+        "model",
+        "node",
+        "origin",
+        "relation",
+        "rows",
+        "seq",
+        "site",
+    )
+
+    def __init__(self, kind: str, scope: Scope, model: type[models.Model] | None) -> None:
+        self.seq = next(_sequence)
+        self.kind = kind
+        self.site, self.node = _locate(scope)
+        self.model = model
+        self.relation: _Relation | None = None
+        self.origin: _Origin | None = None  # origin of the instance the call started from
+        self.detail: Any = None
+        self.rows = 0
+        self.eager: tuple[Any, tuple[Any, ...]] | None = None
+
+    def root_origin(self, deferred: tuple[frozenset[str], bool] | None = None) -> _Origin:
+        """Origin for rows this event loads: below the owner's origin when it followed a
+        relation from a known instance, else a new root at this event's call site."""
+        owner, rel = self.origin, self.relation
+        if owner is not None and rel is not None:
+            child = owner.child(rel.name, rel.select)
+            return _Origin(self.seq, child.site, child.path, child.select_only, deferred)
+        return _Origin(self.seq, self.site, (), True, deferred)
+
+
+class OrmLog:
+    """Per-scope record of hooked calls: ``spans`` maps events to the slice of
+    ``scope.records`` that ran inside them; ``eager`` and ``used`` serve unused-eager."""
+
+    __slots__ = ("eager", "spans", "used")
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[_Event, int, int]] = []
+        self.eager: list[_Event] = []
+        self.used: set[tuple[type[models.Model], str]] = set()
+
+
+def _log(scope: Scope) -> OrmLog:
+    log = scope.orm
+    if log is None:
+        log = scope.orm = OrmLog()
+    return log  # type: ignore[no-any-return]
+
+
+def _run(scope: Scope, event: _Event, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``func`` with ``event`` active and note which records it produced, in every
+    enclosing scope (each keeps its own records list)."""
+    marks = []
+    node: Scope | None = scope
+    while node is not None:
+        if not node.ignoring:
+            marks.append((node, len(node.records)))
+        node = node.parent
+    token = _active.set(event)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        try:
+            _active.reset(token)
+        except ValueError:
+            _active.set(None)
+        for node, start in marks:
+            end = len(node.records)
+            if end > start:
+                _log(node).spans.append((event, start, end))
+
+
+_scope_var = _current
+
+
+def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapper(self: Any) -> Any:
+        scope = _scope_var.get()
+        if scope is None or (
+            self._result_cache is not None
+            and (self._prefetch_done or not self._prefetch_related_lookups)
+        ):
+            return original(self)
+        try:
+            event = _queryset_event("fetch", scope, self)
+        except Exception:
+            log_internal_error("ORM attribution (fetch)")
+            return original(self)
+        result = _run(scope, event, original, self)
+        try:
+            _after_fetch(scope, event, self)
+        except Exception:
+            log_internal_error("ORM attribution (fetch)")
+        return result
+
+    return wrapper
+
+
+def _after_fetch(scope: Scope, event: _Event, queryset: Any) -> None:
+    rows = queryset._result_cache or []
+    event.rows = len(rows)
+    if rows and isinstance(rows[0], models.Model):
+        loading = queryset.query.deferred_loading
+        deferred = (frozenset(loading[0]), bool(loading[1])) if loading[0] else None
+        _tag(rows, event.root_origin(deferred))
+        select = queryset.query.select_related
+        lookups = tuple(queryset._prefetch_related_lookups)
+        if (select or lookups) and conf.get_config().REPORT_UNUSED_EAGER:
+            event.eager = (select, lookups)
+            node: Scope | None = scope
+            while node is not None:
+                if not node.ignoring:
+                    _log(node).eager.append(event)
+                node = node.parent
+
+
+def _queryset_event(kind: str, scope: Scope, queryset: Any, lookups: Iterable[str] = ()) -> _Event:
+    event = _Event(kind, scope, queryset.model)
+    owner = queryset._hints.get("instance")
+    if isinstance(owner, models.Model):
+        event.relation = _relation_for_queryset(owner, queryset, lookups)
+        if event.relation is not None:
+            event.origin = _origin_of(owner)
+            cache = owner.__dict__.get("_prefetched_objects_cache") or {}
+            rel = event.relation
+            if rel.name in cache or (rel.query_name and rel.query_name in cache):
+                event.detail = ("refiltered",)
+            return event
+    event.detail = tuple(_where_targets(queryset))
+    return event
+
+
+def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            scope = _scope_var.get()
+            if scope is None:
+                return original(self, *args, **kwargs)
+            try:
+                event = _queryset_event(kind, scope, self, kwargs)
+                if kind == "aggregate":
+                    event.detail = _describe_aggregates(kwargs)
+                elif kind in ("get", "update") and event.relation is None:
+                    event.detail = (*event.detail, *sorted(kwargs))
+            except Exception:
+                log_internal_error(f"ORM attribution ({kind})")
+                return original(self, *args, **kwargs)
+            result = _run(scope, event, original, self, *args, **kwargs)
+            if kind == "get" and isinstance(result, models.Model):
+                _tag((result,), event.root_origin())
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def _describe_aggregates(kwargs: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    described = []
+    for alias, expression in kwargs.items():
+        sources = [getattr(source, "name", None) for source in expression.get_source_expressions()]
+        names = [s for s in sources if isinstance(s, str)]
+        described.append((alias, type(expression).__name__, names[0] if names else ""))
+    return tuple(described)
+
+
+def _forward_get_object(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``ForwardManyToOneDescriptor.get_object``: Django calls it only on a cache miss."""
+
+    @functools.wraps(original)
+    def wrapper(self: Any, instance: models.Model) -> Any:
+        scope = _scope_var.get()
+        if scope is None:
+            return original(self, instance)
+        try:
+            event = _instance_event("forward", scope, instance, self.field)
+        except Exception:
+            log_internal_error("ORM attribution (forward)")
+            return original(self, instance)
+        result = _run(scope, event, original, self, instance)
+        if isinstance(result, models.Model):
+            _tag((result,), event.root_origin())
+        return result
+
+    return wrapper
+
+
+def _instance_event(kind: str, scope: Scope, instance: models.Model, field: Any) -> _Event:
+    event = _Event(kind, scope, type(instance))
+    event.relation = _relation(field, type(instance))
+    event.origin = _origin_of(instance)
+    return event
+
+
+def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapper(self: Any, instance: Any, cls: Any = None) -> Any:
+        scope = _scope_var.get()
+        if scope is None or instance is None:
+            return original(self, instance, cls)
+        if _track_usage:
+            _note_use(scope, instance, self.name)
+        if self.is_cached(instance):
+            return original(self, instance, cls)
+        try:
+            event = _instance_event("forward", scope, instance, self)
+        except Exception:
+            log_internal_error("ORM attribution (generic foreign key)")
+            return original(self, instance, cls)
+        result = _run(scope, event, original, self, instance, cls)
+        if isinstance(result, models.Model):
+            _tag((result,), event.root_origin())
+        return result
+
+    return wrapper
+
+
+def _refresh_from_db(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Deferred fields load through ``refresh_from_db(fields=[attname])``."""
+
+    @functools.wraps(original)
+    def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        scope = _scope_var.get()
+        if scope is None:
+            return original(self, *args, **kwargs)
+        try:
+            fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
+            deferred = self.get_deferred_fields()
+            event = _Event("refresh", scope, type(self))
+            event.origin = _origin_of(self)
+            if fields and len(fields) == 1 and next(iter(fields)) in deferred:
+                event.kind = "deferred"
+                event.detail = _field_name(type(self), next(iter(fields)))
+        except Exception:
+            log_internal_error("ORM attribution (refresh_from_db)")
+            return original(self, *args, **kwargs)
+        return _run(scope, event, original, self, *args, **kwargs)
+
+    return wrapper
+
+
+def _field_name(model: type[models.Model], attname: str) -> str:
+    for field in model._meta.concrete_fields:
+        if field.attname == attname:
+            return field.name
+    return attname
+
+
+def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``Model.save_base`` / ``Model.delete``: writes in a loop."""
+
+    def decorate(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+            scope = _scope_var.get()
+            if scope is None:
+                return original(self, *args, **kwargs)
+            try:
+                event = _Event(kind, scope, type(self))
+                event.origin = _origin_of(self)
+                if kind == "save":
+                    fields = kwargs.get("update_fields")
+                    event.detail = (self._state.adding, tuple(fields or ()))
+            except Exception:
+                log_internal_error(f"ORM attribution ({kind})")
+                return original(self, *args, **kwargs)
+            return _run(scope, event, original, self, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- usage (opt-in)
+
+_track_usage = False
+_descriptor_names: dict[int, tuple[Any, str]] = {}
+
+
+def _note_use(scope: Scope, instance: Any, name: str) -> None:
+    key = (type(instance)._meta.concrete_model, name)
+    node: Scope | None = scope
+    while node is not None:
+        if not node.ignoring:
+            _log(node).used.add(key)
+        node = node.parent
+
+
+def _descriptor_name(descriptor: Any) -> str:
+    """The attribute name a related descriptor serves, as eager lookups spell it."""
+    entry = _descriptor_names.get(id(descriptor))
+    if entry is None or entry[0] is not descriptor:
+        from django.contrib.contenttypes.fields import GenericRelation
+
+        rel = getattr(descriptor, "rel", None)
+        if rel is None and hasattr(descriptor, "related"):
+            name = descriptor.related.get_accessor_name()  # reverse one-to-one
+        elif rel is None:
+            name = descriptor.field.name  # forward foreign key / one-to-one
+        elif isinstance(rel.field, GenericRelation) or not getattr(descriptor, "reverse", True):
+            name = rel.field.name  # generic relation, forward many-to-many
+        else:
+            name = rel.get_accessor_name()  # reverse foreign key / many-to-many
+        entry = _descriptor_names[id(descriptor)] = (descriptor, name)
+    return entry[1]
+
+
+def _usage_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapper(self: Any, instance: Any, cls: Any = None) -> Any:
+        if instance is not None and _track_usage:
+            scope = _scope_var.get()
+            if scope is not None:
+                _note_use(scope, instance, _descriptor_name(self))
+        return original(self, instance, cls)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- install
+
+_originals: list[tuple[Any, str, Any]] = []
+_install_lock = threading.Lock()
+
+
+Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _patch(owner: Any, name: str, make: Wrap) -> None:
+    original = owner.__dict__[name]
+    _originals.append((owner, name, original))
+    setattr(owner, name, make(original))
+
+
+def install() -> None:
+    """Wrap the ORM entry points once (idempotent). Called from ``AppConfig.ready``."""
+    global _render_code
+    with _install_lock:
+        if _originals:
+            return
+        from django.contrib.contenttypes.fields import GenericForeignKey
+        from django.db.models.fields import related_descriptors as rd
+        from django.template.base import Node
+
+        _render_code = Node.render_annotated.__code__
+        qs = models.QuerySet
+        _patch(qs, "_fetch_all", _fetch_all)
+        for kind, name in (
+            ("get", "get"),
+            ("count", "count"),
+            ("exists", "exists"),
+            ("aggregate", "aggregate"),
+            ("update", "update"),
+            ("qs_delete", "delete"),
+            ("create", "create"),
+        ):
+            _patch(qs, name, _queryset_method(kind))
+        _patch(rd.ForwardManyToOneDescriptor, "get_object", _forward_get_object)
+        _patch(rd.ForwardOneToOneDescriptor, "get_object", _forward_get_object)
+        _patch(GenericForeignKey, "__get__", _generic_foreign_key_get)
+        _patch(models.Model, "refresh_from_db", _refresh_from_db)
+        _patch(models.Model, "save_base", _model_method("save"))
+        _patch(models.Model, "delete", _model_method("delete"))
+        conf.on_settings_change(_settings_changed)
+        _user_codes.clear()
+    _settings_changed()
+
+
+_usage_originals: list[tuple[Any, str, Any]] = []
+
+
+def _settings_changed() -> None:
+    """Follow ``REPORT_UNUSED_EAGER``: its descriptor hooks run on every related attribute
+    access, so they are only in place while the setting is on."""
+    global _track_usage
+    _user_codes.clear()
+    wanted = conf.get_config().REPORT_UNUSED_EAGER and bool(_originals)
+    with _install_lock:
+        if wanted and not _usage_originals:
+            from django.db.models.fields import related_descriptors as rd
+
+            for descriptor in (
+                rd.ForwardManyToOneDescriptor,
+                rd.ReverseOneToOneDescriptor,
+                rd.ReverseManyToOneDescriptor,
+            ):
+                original = descriptor.__dict__["__get__"]
+                _usage_originals.append((descriptor, "__get__", original))
+                setattr(descriptor, "__get__", _usage_get(original))  # noqa: B010
+        elif not wanted:
+            _restore(_usage_originals)
+    _track_usage = wanted
+
+
+def _restore(patched: list[tuple[Any, str, Any]]) -> None:
+    while patched:
+        owner, name, original = patched.pop()
+        setattr(owner, name, original)
+
+
+def uninstall() -> None:
+    """Restore Django's methods; for benchmarks that measure the hooks' cost."""
+    global _track_usage
+    with _install_lock:
+        _restore(_usage_originals)
+        _restore(_originals)
+        _track_usage = False
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class _Cause:
+    model: str | None
+    field: str | None
+    suggestion: str
+    parent_site: Site | None
+
+
+def _peers(rel: _Relation | None) -> str:
+    if HAS_FETCH_MODES and rel is not None and rel.peers:
+        return "  # or .fetch_mode(models.FETCH_PEERS) on the queryset"
+    return ""
+
+
+def _path(origin: _Origin | None, rel: _Relation) -> tuple[str, bool]:
+    if origin is None:
+        return rel.name, rel.select
+    return "__".join((*origin.path, rel.name)), origin.select_only and rel.select
+
+
+def _eager(origin: _Origin | None, rel: _Relation) -> str:
+    path, select = _path(origin, rel)
+    method = "select_related" if select else "prefetch_related"
+    return f'.{method}("{path}"){_peers(rel)}'
+
+
+def _lookup(origin: _Origin | None, name: str) -> str:
+    return "__".join((*origin.path, name)) if origin is not None else name
+
+
+def _describe(event: _Event) -> _Cause:
+    kind, rel, origin, model = event.kind, event.relation, event.origin, event.model
+    label = model._meta.label if model is not None else None
+    name = model.__name__ if model is not None else "Model"
+    parent = origin.site if origin is not None else None
+    if rel is not None:
+        if kind == "count" and rel.query_name:
+            suggestion = (
+                f'.annotate({rel.query_name}_count=Count("{_lookup(origin, rel.query_name)}"))'
+            )
+        elif kind == "exists" and rel.query_name:
+            inner = (
+                f'{rel.target}.objects.filter({rel.back_filter}=OuterRef("pk"))'
+                if rel.back_filter
+                else f"{rel.target}.objects.filter(...)"
+            )
+            suggestion = f".annotate(has_{rel.query_name}=Exists({inner}))"
+        elif kind == "aggregate" and rel.query_name:
+            suggestion = _annotate_aggregates(event.detail, _lookup(origin, rel.query_name))
+        elif event.detail == ("refiltered",):
+            path, _ = _path(origin, rel)
+            suggestion = (
+                f'.prefetch_related(Prefetch("{path}", queryset={rel.target}.objects.filter(...), '
+                f'to_attr="filtered_{rel.name}"))'
+            )
+        else:
+            suggestion = _eager(origin, rel)
+        return _Cause(rel.owner, rel.name, suggestion, parent)
+    if kind == "deferred":
+        field = str(event.detail)
+        return _Cause(label, field, _deferred_fix(origin, field, model), parent)
+    if kind == "refresh":
+        return _Cause(label, None, f"{name}.objects.in_bulk(ids)  # reload all at once", parent)
+    if kind == "save":
+        adding, fields = event.detail or (False, ())
+        if adding:
+            return _Cause(label, None, f"{name}.objects.bulk_create(objs)", parent)
+        listed = ", ".join(f'"{f}"' for f in fields) if fields else '"field", ...'
+        return _Cause(label, None, f"{name}.objects.bulk_update(objs, [{listed}])", parent)
+    if kind == "create":
+        return _Cause(label, None, f"{name}.objects.bulk_create([{name}(...), ...])", parent)
+    if kind in ("delete", "qs_delete"):
+        return _Cause(label, None, f"{name}.objects.filter(pk__in=ids).delete()", parent)
+    if kind == "update":
+        fields = [d for d in event.detail or () if isinstance(d, str)]
+        values = ", ".join(f"{f}=..." for f in fields) or "..."
+        return _Cause(
+            label,
+            None,
+            f"{name}.objects.filter(pk__in=ids).update({values})"
+            f"  # or {name}.objects.bulk_update(objs, [...]) when values differ per row",
+            parent,
+        )
+    return _Cause(label, None, _lookup_fix(event, name), parent)
+
+
+def _annotate_aggregates(detail: Any, prefix: str) -> str:
+    parts = []
+    for alias, function, source in detail or ():
+        lookup = f"{prefix}__{source}" if source else prefix
+        parts.append(f'{alias}={function}("{lookup}")')
+    return f".annotate({', '.join(parts) or '...'})"
+
+
+def _deferred_fix(origin: _Origin | None, field: str, model: Any) -> str:
+    prefix = "__".join(origin.path) + "__" if origin is not None and origin.path else ""
+    loading = origin.deferred if origin is not None else None
+    peers = "  # or .fetch_mode(models.FETCH_PEERS) on the queryset" if HAS_FETCH_MODES else ""
+    wanted = prefix + field
+    if loading is None:
+        return f'add "{wanted}" to .only(...) or remove it from .defer(...){peers}'
+    names, defer = loading
+    if not defer:
+        listed = ", ".join(f'"{n}"' for n in sorted({*names, wanted}))
+        return f".only({listed}){peers}"
+    rest = sorted(n for n in names if n != wanted)
+    if not rest:
+        return f'remove .defer("{wanted}"){peers}'
+    return f".defer({', '.join(repr(n).replace(chr(39), chr(34)) for n in rest)}){peers}"
+
+
+_PK_KEYS = frozenset({"pk", "id", "pk__exact", "id__exact"})
+
+
+def _lookup_fix(event: _Event, name: str) -> str:
+    """A repeated plain lookup (``get``, ``filter``, ``count``...) with no relation."""
+    model = event.model
+    detail = event.detail or ()
+    targets = [d for d in detail if not isinstance(d, str)]
+    keys = [d for d in detail if isinstance(d, str)]
+    pk = model._meta.pk if model is not None else None
+    fks = [t for t in targets if getattr(t, "many_to_one", False)]
+    if event.kind in ("count", "exists", "aggregate") and len(fks) == 1:
+        fk = fks[0]
+        query_name = fk.related_query_name()
+        parent = fk.related_model.__name__
+        if event.kind == "count":
+            return f'{parent}.objects.annotate({query_name}_count=Count("{query_name}"))'
+        if event.kind == "exists":
+            return (
+                f"{parent}.objects.annotate(has_{query_name}=Exists("
+                f'{name}.objects.filter({fk.name}=OuterRef("pk"))))'
+            )
+        return f"{parent}.objects{_annotate_aggregates(event.detail, query_name)}"
+    if event.kind == "get" and (set(keys) & _PK_KEYS or (pk is not None and pk in targets)):
+        return f"{name}.objects.in_bulk(ids)  # once before the loop, then look up by pk"
+    if len(fks) == 1:
+        fk = fks[0]
+        accessor = fk.remote_field.get_accessor_name()
+        return (
+            f"{name}.objects.filter({fk.name}__in=...)  # one query, or "
+            f'.prefetch_related("{accessor}") on the {fk.related_model.__name__} queryset'
+        )
+    if pk is not None and pk in targets:
+        return f"{name}.objects.in_bulk(ids)  # once before the loop"
+    lookups = [t.name for t in targets if hasattr(t, "name")] or [
+        k.split("__", 1)[0] for k in keys
+    ]
+    if len(lookups) == 1:
+        return f"{name}.objects.filter({lookups[0]}__in=...)  # one query before the loop"
+    return f"{name}.objects.filter(pk__in=...)  # one query before the loop"
+
+
+# Bounded on purpose: SQL can be long, and this runs once per finding.
+_RAW_PARAM = re.compile(r"""(?<![\w."`\[\]])([\w."`\[\]]{1,128})\s*=\s*(?:%s|\?|%\(\w+\)s)""")
+_RAW_WHERE = re.compile(r"\bWHERE\b", re.IGNORECASE)
+
+
+def _raw_fix(sql: str, alias: str, verb: str | None) -> str:
+    from django.db import connections
+
+    try:
+        vendor = connections[alias].vendor
+    except Exception:
+        vendor = ""
+    if verb == "INSERT":
+        return "insert all rows with one executemany() or Model.objects.bulk_create(objs)"
+    where = _RAW_WHERE.search(sql)
+    match = _RAW_PARAM.search(sql, where.end(), where.end() + 1000) if where else None
+    column = match.group(1) if match else "id"
+    if vendor == "postgresql":
+        return f"batch it: ... WHERE {column} = ANY(%s) with the list of values as one parameter"
+    return f"batch it: ... WHERE {column} IN (%s, %s, ...) with one placeholder per value"
+
+
+def _template(node: Any) -> str | None:
+    origin = getattr(node, "origin", None)
+    token = getattr(node, "token", None)
+    if origin is None or token is None:
+        return None
+    name = getattr(origin, "template_name", None) or getattr(origin, "name", None)
+    return f"{name}:{token.lineno}" if name else None
+
+
+def _events_by_record(scope: Scope) -> dict[int, _Event]:
+    """For each record, the outermost hooked call made from the same user line: inner
+    calls are Django's implementation (``get`` -> ``_fetch_all``); a call made from a
+    different line (a signal handler inside ``save``) explains its own queries."""
+    log: OrmLog | None = scope.orm
+    best: dict[int, _Event] = {}
+    if log is None:
+        return best
+    records = scope.records
+    for event, start, end in log.spans:
+        site = event.site
+        for record in records[start:end]:
+            stack = record[STACK]
+            if site is not None and (
+                len(stack) < 2 or stack[0] is not site[0] or stack[1] != site[1]
+            ):
+                continue
+            current = best.get(id(record))
+            if current is None or event.seq < current.seq:
+                best[id(record)] = event
+    return best
+
+
+def _parent_site(scope: Scope, site: Site | None, first_index: int) -> Site | None:
+    """For loops with no instance to follow (``get`` in a loop, raw SQL, writes): the last
+    queryset evaluated in the same function, before the loop and on another line."""
+    log: OrmLog | None = scope.orm
+    if log is None or site is None:
+        return None
+    found: tuple[int, Site] | None = None
+    for event, _start, end in log.spans:
+        if event.kind != "fetch" or event.site is None or end > first_index:
+            continue
+        same_function = event.site[0] is site[0] and event.site[1] != site[1]
+        if same_function and (found is None or end >= found[0]):
+            found = (end, event.site)
+    return found[1] if found else None
+
+
+def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -> list[NPlusOne]:
+    """Fill ``model``, ``field``, ``suggestion``, ``parent_callsite`` and ``template`` on the
+    SQL layer's N+1 findings (``findings[i]`` was made from ``groups[i]``), then merge
+    findings that share one root cause (a generic foreign key loading several content
+    types, a cascade delete touching several tables)."""
+    from .capture import SQL
+    from .detect import render_frame
+
+    by_record = _events_by_record(scope)
+    positions: dict[int, int] = {}
+    if scope.orm is not None:
+        wanted = {id(g.records[0]) for g in groups if g.records}
+        positions = {id(r): i for i, r in enumerate(scope.records) if id(r) in wanted}
+    causes: dict[tuple[Any, ...], _Cause] = {}
+    for group, finding in zip(groups, findings, strict=True):
+        events = [by_record[id(r)] for r in group.records if id(r) in by_record]
+        first_index = positions.get(id(group.records[0]), 0) if group.records else 0
+        site: Site | None = (group.stack[0], group.stack[1]) if len(group.stack) >= 2 else None
+        if events:
+            signature = Counter(_signature(e) for e in events).most_common(1)[0][0]
+            event = next(e for e in events if _signature(e) == signature)
+            cause = causes.get(signature)
+            if cause is None:
+                cause = causes[signature] = _describe(event)
+            nodes = Counter(id(e.node) for e in events if e.node is not None)
+            if nodes:
+                top = nodes.most_common(1)[0][0]
+                finding.template = _template(next(e.node for e in events if id(e.node) == top))
+            finding.model = cause.model or finding.model
+            finding.field = cause.field
+            if event.kind in _WRITE_KINDS:
+                # A cascade's SELECTs belong to the same write as its DELETEs.
+                finding.kind = "write"
+            finding.suggestion = cause.suggestion
+            parent = cause.parent_site or _parent_site(scope, site, first_index)
+        else:
+            sql = group.records[0][SQL] if group.records else ""
+            finding.suggestion = _raw_fix(str(sql), group.alias, group.fp.verb)
+            parent = _parent_site(scope, site, first_index)
+        if parent is not None:
+            finding.parent_callsite = render_frame(*parent)
+    return _merge(findings)
+
+
+_WRITE_KINDS = frozenset({"save", "create", "delete", "qs_delete", "update"})
+
+
+def _signature(event: _Event) -> tuple[Any, ...]:
+    origin = event.origin
+    where = (id(origin.site[0]), origin.site[1]) if origin and origin.site else None
+    return (
+        event.kind,
+        event.relation,
+        event.model,
+        where,
+        origin.path if origin else None,
+        origin.deferred if origin else None,
+        event.detail if isinstance(event.detail, tuple | str | bool) else None,
+    )
+
+
+def _merge(findings: list[NPlusOne]) -> list[NPlusOne]:
+    merged: dict[tuple[Any, ...], NPlusOne] = {}
+    out: list[NPlusOne] = []
+    for finding in sorted(findings, key=lambda f: -f.count):
+        if not finding.suggestion:
+            out.append(finding)
+            continue
+        key = (
+            finding.kind,
+            finding.alias,
+            finding.model,
+            finding.field,
+            finding.callsite,
+            finding.parent_callsite,
+            finding.template,
+            finding.suggestion,
+        )
+        into = merged.get(key)
+        if into is None:
+            merged[key] = finding
+            out.append(finding)
+        else:
+            into.count += finding.count
+            into.total_time_ms = round(into.total_time_ms + finding.total_time_ms, 3)
+    return out
+
+
+# --------------------------------------------------------------------------- unused eager
+
+
+@lru_cache(maxsize=1024)
+def _relations_by_name(
+    model: type[models.Model],
+) -> dict[str, tuple[type[models.Model] | None, bool]]:
+    """Relation name -> (target model, can be select_related), as eager lookups spell them."""
+    from django.contrib.contenttypes.fields import GenericForeignKey
+
+    names: dict[str, tuple[type[models.Model] | None, bool]] = {}
+    for field in model._meta.get_fields():
+        if isinstance(field, GenericForeignKey):
+            names[field.name] = (None, False)
+            continue
+        if not field.is_relation:
+            continue
+        related = field.related_model if isinstance(field.related_model, type) else None
+        target = related._meta.concrete_model if related is not None else None
+        if isinstance(field, models.ForeignObjectRel):
+            accessor = field.get_accessor_name()
+            if accessor:
+                names[accessor] = (target, field.one_to_one)
+        else:
+            names[field.name] = (target, not field.many_to_many and not field.one_to_many)
+    return names
+
+
+def _paths(select: Any, prefix: str = "") -> list[str]:
+    out = []
+    if isinstance(select, dict):
+        for name, below in select.items():
+            path = f"{prefix}{name}"
+            out.append(path)
+            out.extend(_paths(below, path + "__"))
+    return out
+
+
+def _first_unused(
+    model: type[models.Model], path: str, used: set[tuple[type[models.Model], str]]
+) -> str | None:
+    current: type[models.Model] | None = model._meta.concrete_model
+    walked = []
+    for name in path.split("__"):
+        if current is None:
+            return None
+        walked.append(name)
+        if (current, name) not in used:
+            return "__".join(walked)
+        current = _relations_by_name(current).get(name, (None, False))[0]
+    return None
+
+
+def unused_eager(scope: Scope) -> list[NPlusOne]:
+    """``select_related``/``prefetch_related`` lookups no instance in the scope accessed.
+
+    Opt-in (``REPORT_UNUSED_EAGER``): usage is known from descriptor ``__get__`` calls, a
+    cost paid on every related attribute access while a scope is active, and an eager load
+    "used" by any instance of the model in the scope counts as used. Prefetches with
+    ``to_attr`` are skipped (the attribute is a plain list).
+    """
+    from .capture import SQL
+    from .detect import render_frame
+    from .fingerprint import fingerprint
+    from .report import NPlusOne
+
+    log: OrmLog | None = scope.orm
+    if log is None or not log.eager:
+        return []
+    first_sql: dict[int, Any] = {}
+    for event, start, _end in log.spans:
+        if event.eager is not None and id(event) not in first_sql:
+            first_sql[id(event)] = scope.records[start][SQL]
+    found: dict[tuple[Any, ...], NPlusOne] = {}
+    for event in log.eager:
+        if not event.rows or event.eager is None or event.model is None:
+            continue
+        select, lookups = event.eager
+        candidates = [(p, "select_related") for p in _paths(select)]
+        for lookup in lookups:
+            if getattr(lookup, "to_attr", None):
+                continue
+            through = getattr(lookup, "prefetch_through", lookup)
+            if isinstance(through, str):
+                candidates.append((through, "prefetch_related"))
+        callsite = render_frame(*event.site) if event.site else "unknown"
+        for path, method in candidates:
+            unused = _first_unused(event.model, path, log.used)
+            if unused is None:
+                continue
+            key = (callsite, event.model, unused, method)
+            if key in found:
+                found[key].count += 1
+                continue
+            sql = str(first_sql.get(id(event), ""))
+            found[key] = NPlusOne(
+                kind="unused_eager",
+                model=event.model._meta.label,
+                field=unused,
+                count=1,
+                fingerprint=fingerprint(sql).key if sql else "",
+                sql=sql,
+                callsite=callsite,
+                stack=[callsite],
+                suggestion=f'remove "{unused}" from .{method}(...): no instance accessed it',
+                parent_callsite=None,
+                template=None,
+            )
+    return list(found.values())

@@ -72,7 +72,7 @@ class NPlusOne(Finding):
 
     category: ClassVar[str] = "nplusone"
 
-    kind: str  # "read" (SELECT) or "write" (INSERT/UPDATE/DELETE in a loop)
+    kind: str  # "read" (SELECT), "write" (INSERT/UPDATE/DELETE in a loop), "unused_eager"
     model: str | None
     field: str | None
     count: int
@@ -96,6 +96,8 @@ class NPlusOne(Finding):
 
     @property
     def title(self) -> str:
+        if self.kind == "unused_eager":
+            return f"Unused eager load {self.relation}: loaded {self.count}x, never accessed"
         what = "N+1 query" if self.kind == "read" else "N+1 write"
         return f"{what} on {self.relation}: {self.count} queries ({self.total_time_ms:.1f} ms)"
 

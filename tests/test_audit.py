@@ -55,8 +55,8 @@ def test_text_output_shows_each_url_findings_with_the_shared_formatter(books):
     assert finding.count == 5
     assert "GET /books/ (200)" in output
     title, *details = format_finding(finding, verbose=False).splitlines()
-    assert title.split(" (")[0] == "N+1 query on testapp.Author: 5 queries"
-    assert "\n  N+1 query on testapp.Author: 5 queries (" in output  # timing differs per run
+    assert title.split(" (")[0] == "N+1 query on testapp.Book.author: 5 queries"
+    assert "\n  N+1 query on testapp.Book.author: 5 queries (" in output  # timing differs per run
     for line in details:
         assert f"\n  {line}\n" in output
     assert "GET /books/fixed/ (200): 1 queries, no findings." in output

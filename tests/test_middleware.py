@@ -35,7 +35,7 @@ def test_log_action_writes_one_warning_per_finding(books, guard, caplog):
     [record] = _guard_records(caplog)
     assert record.levelno == logging.WARNING
     message = record.getMessage()
-    assert message.startswith("GET /books/: N+1 query on testapp.Author: 5 queries")
+    assert message.startswith("GET /books/: N+1 query on testapp.Book.author: 5 queries")
     assert "tests/testapp/views.py:" in message
 
 
