@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ MODES = ("fail", "warn", "off")
 REPORT_VERSION = 1
 _WORKER_OUTPUT_KEY = "django_nplusone_guard"
 _PLUGIN_NAME = "django_nplusone_guard_session"
+_COMPREHENSION_RE = re.compile(r"(?:\.<locals>)?\.<(?:listcomp|dictcomp|setcomp|genexpr)>")
 _FIXTURE_KEY = pytest.StashKey["NPlusOneGuardFixture"]()
 #: pytest-django fixtures that give a test database access.
 _DB_FIXTURES = frozenset(
@@ -172,13 +174,13 @@ def _marker_options(item: pytest.Item) -> GuardOptions:
     try:
         return GuardOptions.build(**marker.kwargs, where="@pytest.mark.nplusone")
     except TypeError as exc:
-        pytest.fail(
+        problem = (
             f"bad @pytest.mark.nplusone arguments ({exc}); "
-            "use threshold=, allow=, missing_indexes=, duplicates=.",
-            pytrace=False,
+            "use threshold=, allow=, missing_indexes=, duplicates=."
         )
     except ValueError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
 
 
 def _uses_database(item: pytest.Item) -> bool:
@@ -223,7 +225,8 @@ def baseline_key(finding: Finding, *, rootdir: Path, invocation_dir: Path) -> di
         "category": finding.category,
         "relation": _finding_subject(finding),
         "file": _relative_path(path, rootdir, invocation_dir),
-        "function": function,
+        # Python 3.12 inlined list comprehensions: a 3.11 baseline must still match.
+        "function": _COMPREHENSION_RE.sub("", function),
         "shape": _shape_key(getattr(finding, "sql", "")),
     }
 
