@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Awaitable
 from functools import lru_cache
@@ -45,6 +46,7 @@ SQL_REINDENT_LIMIT = 4_000
 SQL_DISPLAY_LIMIT = 20_000
 
 _STATS_KEY = "report"
+_INDEX_RE = re.compile(r"models\.\w*Index\(.*\)")
 
 
 class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
@@ -181,7 +183,14 @@ def _finding_context(finding: Finding) -> dict[str, Any]:
         # The producer's own code snippet when it has one, else the shared formatter's advice.
         "fix": getattr(finding, "suggestion", "") or _fix_line(text),
         "sql": format_sql(getattr(finding, "sql", "") or ""),
+        # What to paste into ``Meta.indexes``, without the advice around it.
+        "index_line": _index_line(getattr(finding, "suggestion", "") or ""),
     }
+
+
+def _index_line(suggestion: str) -> str:
+    match = _INDEX_RE.search(suggestion)
+    return match[0] if match else ""
 
 
 def _fix_line(text: str) -> str:

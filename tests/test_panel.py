@@ -142,7 +142,7 @@ def test_clean_page_says_clean(toolbar_on, five_books):
     assert "#f59f00" not in button  # no warning sign
     content = _render_panel(Client(), _request_id(response))["content"]
     assert "No N+1 queries, missing indexes or duplicate queries" in content
-    assert "1 query in" in content
+    assert "1 query checked" in content
 
 
 def test_findings_turn_the_nav_button_into_a_warning(toolbar_on, five_books):
@@ -376,7 +376,9 @@ def test_every_field_of_every_kind_is_shown(toolbar_on):
         # Missing index: reason, rows, plan excerpt and the models.Index line to copy.
         "full scan (about 1200 rows)",
         '<pre class="djng-plan">SCAN testapp_book</pre>',
-        "models.Index(fields=[&quot;isbn&quot;], name=&quot;book_isbn_idx&quot;)",
+        "models.Index(fields=[&quot;isbn&quot;], name=&quot;book_isbn_idx&quot;)  # Book.Meta",
+        # ...and the copy button copies just the models.Index line.
+        'data-copy="models.Index(fields=[&quot;isbn&quot;], name=&quot;book_isbn_idx&quot;)"',
         # Duplicates: the shared formatter's advice, every call site.
         "run it once and reuse the result",
         "<code>shop/views.py:61 in home</code>",
@@ -449,7 +451,7 @@ def test_panel_survives_stats_from_an_older_or_newer_version(toolbar_on):
     assert stored is not None
     panel = stored.get_panel_by_id(PANEL_ID)
     assert panel.nav_subtitle == "clean"
-    assert "3 queries in" in panel.content
+    assert "3 queries checked" in panel.content
 
 
 # --------------------------------------------------------------------------- SQL text

@@ -8,6 +8,7 @@ urlpatterns = [
     path("books/", toolbar_views.books),
     path("books/fixed/", toolbar_views.books_fixed),
     path("books/scopes/", toolbar_views.books_counting_scopes),
+    path("library/", toolbar_views.library),
     path("async/books/", toolbar_views.async_books),
     path("duplicates/", toolbar_views.duplicates),
     path("own-queries/", toolbar_views.own_queries),

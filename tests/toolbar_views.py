@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from django_nplusone_guard.capture import active_scope, suppressed
-from tests.testapp.models import Author, Book
+from tests.testapp.models import Author, Book, Publisher
 
 HOSTILE = "<script>alert('owned')</script>"
 
@@ -21,6 +21,18 @@ def _page(heading: str, body: str = "") -> HttpResponse:
 def books(request: HttpRequest) -> HttpResponse:
     """The N+1 happens in the template: ``{{ book.author.name }}`` per book."""
     context = {"heading": "Books", "books": Book.objects.order_by("id")}
+    return render(request, "toolbar/books.html", context)
+
+
+def library(request: HttpRequest) -> HttpResponse:
+    """One of each: the template N+1 of ``books``, a repeated count, and a filter on an
+    unindexed column (a missing index when ``EXPLAIN`` is on)."""
+    context = {
+        "heading": f"Library of {Publisher.objects.count()} publishers",
+        "books": Book.objects.order_by("id"),
+        "publishers": Publisher.objects.count(),
+        "first_in_print": Book.objects.filter(isbn="978-000000001").first(),
+    }
     return render(request, "toolbar/books.html", context)
 
 
