@@ -394,10 +394,12 @@ class Command(BaseCommand):
     def _write_text(self, results: list[PageResult], skipped: list[Route], verbosity: int) -> None:
         write = self.stdout.write
         if verbosity >= 1:
+            compact = False  # the last line written was a one-line page
             for result in results:
                 status = result.status if result.status is not None else "error"
                 heading = f"GET {result.url} ({status})"
-                if not result.error and not result.report.findings and verbosity < 2:
+                compact = not result.error and not result.report.findings and verbosity < 2
+                if compact:
                     write(f"{heading}: {result.report.query_count} queries, no findings.")
                     continue
                 write(self.style.MIGRATE_HEADING(heading))
@@ -405,6 +407,8 @@ class Command(BaseCommand):
                     write(self.style.ERROR(f"  Page raised {result.error}"))
                 body = format_report(result.report, verbose=verbosity >= 2)
                 write("\n".join("  " + line if line else "" for line in body.splitlines()))
+                write("")
+            if compact:
                 write("")
         if skipped and verbosity >= 1:
             write(self.style.MIGRATE_HEADING(f"Skipped {len(skipped)} route(s)"))
