@@ -237,7 +237,7 @@ def test_usage_errors_have_status_2(books, args, message):
 def test_process_exit_status_is_2_for_usage_errors():
     """The real process, not call_command: argparse and CommandError both exit with 2."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
-    for args in (["--format", "xml", "/books/"], [], ["--fail-on", "slow", "/books/"]):
+    for args in (["--format", "xml", "/books/"], ["--fail-on", "slow", "/books/"]):
         result = subprocess.run(
             [sys.executable, "-m", "django", "nplusone_audit", *args],
             cwd=ROOT,
