@@ -147,3 +147,22 @@ def test_seed_size_must_be_positive(example_env):
     result = manage(example_env, "seed", "--size", "0")
     assert result.returncode == 2
     assert "--size must be at least 1" in result.stderr
+
+
+PANEL_PROBE = """
+import json
+from django.test import Client
+client = Client()
+pages = {url: client.get(url).content.decode() for url in ("/books/", "/books/fixed/")}
+print(json.dumps(pages))
+"""
+
+
+def test_toolbar_shows_the_guard_panel_on_the_example_pages(example_env, demo):
+    result = manage(example_env, "shell", "--no-imports", "-c", PANEL_PROBE)
+    assert result.returncode == 0, result.stderr
+    pages = json.loads(result.stdout.strip().splitlines()[-1])
+    for html in pages.values():
+        assert 'class="NPlusOnePanel"' in html  # the toolbar is on, with the guard's panel
+    assert "<small>1 N+1</small>" in pages["/books/"]
+    assert "N+1</small>" not in pages["/books/fixed/"]
