@@ -24,6 +24,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
@@ -56,6 +57,9 @@ MAX_OVERFLOW_KEYS = 1_000
 #: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or
 #: template engines would otherwise be kept alive forever).
 MAX_FRAME_KINDS = 20_000
+#: How long a ``sync_to_async`` worker waits for its task to suspend before giving up on the
+#: call site (see :func:`_walk_task`).
+TASK_SETTLE_SECONDS = 0.005
 
 # Record layout, a plain tuple because it is built once per query on the hot path.
 ALIAS: Final = 0
@@ -255,6 +259,25 @@ def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, .
     return tuple(stack), batch
 
 
+def _task_frames(task: asyncio.Task[Any]) -> list[FrameType] | None:
+    """Frames of the coroutine chain ``task`` is suspended in, outermost first; None while
+    the task is running (a running coroutine does not expose what it will await)."""
+    frames: list[FrameType] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(frames) < MAX_WALK:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        awaited = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        if awaited is None and (
+            getattr(coro, "cr_running", False) or getattr(coro, "ag_running", False)
+        ):
+            return None
+        coro = awaited
+    return frames
+
+
 def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
     """User frames of the coroutine chain a scope's task is awaiting on.
 
@@ -263,14 +286,17 @@ def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
     """
     if task is None:
         return ()
-    frames: list[FrameType] = []
-    coro: Any = task.get_coro()
-    while coro is not None and len(frames) < MAX_WALK:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is None:
-            break
-        frames.append(frame)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    frames = _task_frames(task)
+    if frames is None:
+        # The event loop is still running the task: the worker picked the job up before
+        # the task suspended on it, so the chain is incomplete. It suspends within
+        # microseconds; wait a little, bounded, rather than lose the call site.
+        deadline = perf_counter() + TASK_SETTLE_SECONDS
+        while frames is None and perf_counter() < deadline:
+            time.sleep(0.00005)
+            frames = _task_frames(task)
+        if frames is None:
+            return ()
     stack: list[Any] = []
     for frame in reversed(frames):
         kind = _frame_kinds.get(id(frame.f_code), _UNKNOWN)
