@@ -254,7 +254,9 @@ class _Origin:
     deferred: tuple[frozenset[str], bool] | None = None  # query.deferred_loading
 
     def child(self, name: str, select: bool) -> _Origin:
-        return _Origin(self.seq, self.site, (*self.path, name), self.select_only and select)
+        # ``deferred`` is the root queryset's only()/defer(), spelled with paths: keep it.
+        path = (*self.path, name)
+        return _Origin(self.seq, self.site, path, self.select_only and select, self.deferred)
 
 
 # Keyed by ``instance._state``: never the instance (custom __eq__/__hash__) and never an
@@ -438,8 +440,13 @@ def _after_fetch(scope: Scope, event: _Event, queryset: Any) -> None:
 def _queryset_event(kind: str, scope: Scope, queryset: Any, lookups: Iterable[str] = ()) -> _Event:
     event = _Event(kind, scope, queryset.model)
     owner = queryset._hints.get("instance")
-    if isinstance(owner, models.Model):
+    generic = _generic_owners.get(queryset) if owner is None else None
+    if generic is not None:
+        owner = generic[0]
+        event.relation = _relation(generic[1], type(owner))
+    elif isinstance(owner, models.Model):
         event.relation = _relation_for_queryset(owner, queryset, lookups)
+    if isinstance(owner, models.Model):
         if event.relation is not None:
             event.origin = _origin_of(owner)
             cache = owner.__dict__.get("_prefetched_objects_cache") or {}
@@ -449,6 +456,33 @@ def _queryset_event(kind: str, scope: Scope, queryset: Any, lookups: Iterable[st
             return event
     event.detail = tuple(_where_targets(queryset))
     return event
+
+
+# A GenericRelation's manager adds no ``instance`` hint to its querysets (unlike every
+# other related manager), so its querysets are remembered here, weakly, while a scope is
+# active. Querysets cloned from it (``.filter()``) are attributed by model only.
+_generic_owners: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _generic_manager_factory(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``create_generic_related_manager`` so its managers note their querysets."""
+
+    @functools.wraps(original)
+    def factory(superclass: Any, rel: Any) -> Any:
+        manager_class = original(superclass, rel)
+
+        class AttributedGenericManager(manager_class):  # type: ignore[misc, valid-type]
+            def _apply_rel_filters(self, queryset: Any) -> Any:
+                queryset = super()._apply_rel_filters(queryset)
+                if _scope_var.get() is not None:
+                    _generic_owners[queryset] = (self.instance, rel.field)
+                return queryset
+
+        AttributedGenericManager.__name__ = manager_class.__name__
+        AttributedGenericManager.__qualname__ = manager_class.__qualname__
+        return AttributedGenericManager
+
+    return factory
 
 
 def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -515,17 +549,20 @@ def _instance_event(kind: str, scope: Scope, instance: models.Model, field: Any)
 
 
 def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``GenericForeignKey.__get__`` (Django 6.1: ``GenericForeignKeyDescriptor.__get__``)."""
+
     @functools.wraps(original)
     def wrapper(self: Any, instance: Any, cls: Any = None) -> Any:
         scope = _scope_var.get()
         if scope is None or instance is None:
             return original(self, instance, cls)
+        field = getattr(self, "field", self)  # the descriptor's field on 6.1
         if _track_usage:
-            _note_use(scope, instance, self.name)
-        if self.is_cached(instance):
+            _note_use(scope, instance, field.name)
+        if field.is_cached(instance):
             return original(self, instance, cls)
         try:
-            event = _instance_event("forward", scope, instance, self)
+            event = _instance_event("forward", scope, instance, field)
         except Exception:
             log_internal_error("ORM attribution (generic foreign key)")
             return original(self, instance, cls)
@@ -660,6 +697,7 @@ def install() -> None:
     with _install_lock:
         if _originals:
             return
+        from django.contrib.contenttypes import fields as generic
         from django.contrib.contenttypes.fields import GenericForeignKey
         from django.db.models.fields import related_descriptors as rd
         from django.template.base import Node
@@ -679,7 +717,9 @@ def install() -> None:
             _patch(qs, name, _queryset_method(kind))
         _patch(rd.ForwardManyToOneDescriptor, "get_object", _forward_get_object)
         _patch(rd.ForwardOneToOneDescriptor, "get_object", _forward_get_object)
-        _patch(GenericForeignKey, "__get__", _generic_foreign_key_get)
+        gfk_descriptor = getattr(generic, "GenericForeignKeyDescriptor", GenericForeignKey)
+        _patch(gfk_descriptor, "__get__", _generic_foreign_key_get)
+        _patch(generic, "create_generic_related_manager", _generic_manager_factory)
         _patch(models.Model, "refresh_from_db", _refresh_from_db)
         _patch(models.Model, "save_base", _model_method("save"))
         _patch(models.Model, "delete", _model_method("delete"))
