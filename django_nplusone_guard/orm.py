@@ -446,16 +446,34 @@ def _queryset_event(kind: str, scope: Scope, queryset: Any, lookups: Iterable[st
         event.relation = _relation(generic[1], type(owner))
     elif isinstance(owner, models.Model):
         event.relation = _relation_for_queryset(owner, queryset, lookups)
-    if isinstance(owner, models.Model):
-        if event.relation is not None:
-            event.origin = _origin_of(owner)
-            cache = owner.__dict__.get("_prefetched_objects_cache") or {}
-            rel = event.relation
-            if rel.name in cache or (rel.query_name and rel.query_name in cache):
-                event.detail = ("refiltered",)
-            return event
+    if isinstance(owner, models.Model) and event.relation is not None:
+        event.origin = _origin_of(owner)
+        cache = owner.__dict__.get("_prefetched_objects_cache") or {}
+        rel = event.relation
+        if rel.name in cache or (rel.query_name and rel.query_name in cache):
+            event.detail = ("refiltered",)
+        return event
     event.detail = tuple(_where_targets(queryset))
+    if queryset.model._meta.auto_created:
+        event.relation = _through_relation(queryset.model, event.detail)
     return event
+
+
+def _through_relation(through: Any, targets: tuple[Any, ...]) -> _Relation | None:
+    """A many-to-many manager's ``count()``/``exists()`` queries the through table
+    directly; name the many-to-many relation from the side the filter starts at."""
+    owner_model = through._meta.auto_created
+    for field in owner_model._meta.many_to_many:
+        if field.remote_field.through is not through:
+            continue
+        for target in targets:
+            start = getattr(target, "related_model", None)
+            if not getattr(target, "many_to_one", False) or start is None:
+                continue
+            if target.name == field.m2m_field_name():
+                return _relation(field, owner_model)
+            return _relation(field.remote_field, start)
+    return None
 
 
 # A GenericRelation's manager adds no ``instance`` hint to its querysets (unlike every
