@@ -16,7 +16,7 @@ from django.db.models.functions import Upper
 from django_nplusone_guard import capture
 from django_nplusone_guard.explain import clear_cache
 from django_nplusone_guard.report import MissingIndex, Report
-from tests.factories import ListingFactory
+from tests.factories import AuthorFactory, ListingFactory
 from tests.testapp.models import Author, Listing
 
 QuerySetFactory = Callable[[], Any]
@@ -127,6 +127,16 @@ def test_filter_on_joined_table_is_reported_on_its_model(listings):
     assert finding.model == "testapp.Author"
     assert finding.columns == ("name",)
     assert "add to testapp.Author Meta.indexes" in finding.suggestion
+
+
+@pytest.mark.parametrize("rows", [1, 30])
+def test_filter_on_joined_table_is_reported_whichever_side_drives_the_join(db, rows):
+    # MariaDB reads the bigger side whole and looks the other up by primary key, with the
+    # filter attached to the lookup: the verdict must not depend on which side is bigger.
+    owner = AuthorFactory()
+    ListingFactory.create_batch(rows, owner=owner)
+    finding = only(explain(lambda: Listing.objects.filter(owner__email="x@example.com")))
+    assert (finding.model, finding.columns) == ("testapp.Author", ("email",))
 
 
 def test_filter_in_a_subquery_is_reported_on_its_model(listings):

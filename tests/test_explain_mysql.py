@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from django_nplusone_guard.explain.base import JOIN_SCAN, SCAN, SORT
+from django_nplusone_guard.explain.base import JOIN_SCAN, READ, SCAN, SORT
 from django_nplusone_guard.explain.mysql import (
     MySQLExplain,
     parse_json_plan,
@@ -170,15 +170,19 @@ def test_mysql8_full_scan_with_condition():
 
 
 def test_mysql8_filesort_and_hash_join_buffer():
-    assert signals(MYSQL8_FILESORT) == [(SORT, "")]
-    assert signals(MYSQL8_HASH_JOIN) == [(SCAN, "t3"), (JOIN_SCAN, "t3")]
+    assert signals(MYSQL8_FILESORT) == [(READ, "testapp_listing"), (SORT, "")]
+    assert signals(MYSQL8_HASH_JOIN) == [(READ, "a"), (SCAN, "t3"), (JOIN_SCAN, "t3")]
     assert signals(MYSQL8_REF) == []
 
 
 def test_mariadb_sorted_file_block_nl_join_and_materialized_subquery():
-    assert signals(MARIADB_SORTED) == [(SORT, "")]
-    assert signals(MARIADB_BNL) == [(SCAN, "testapp_author"), (JOIN_SCAN, "testapp_author")]
-    assert signals(MARIADB_MATERIALIZED) == [(SCAN, "u0")]
+    assert signals(MARIADB_SORTED) == [(SORT, ""), (READ, "testapp_listing")]
+    assert signals(MARIADB_BNL) == [
+        (READ, "testapp_listing"),
+        (SCAN, "testapp_author"),
+        (JOIN_SCAN, "testapp_author"),
+    ]
+    assert signals(MARIADB_MATERIALIZED) == [(READ, "testapp_book"), (SCAN, "u0")]
 
 
 def test_messages_without_tables_give_no_signal():

@@ -31,7 +31,7 @@ from django.db.models.signals import post_migrate
 from .. import conf
 from ..capture import MANY, PARAMS
 from ..report import MissingIndex
-from .base import ExplainBackend, Unexplainable
+from .base import ExplainBackend, Unexplainable, clear_index_cache
 from .mysql import MySQLExplain
 from .postgresql import PostgreSQLExplain
 from .sqlite import SQLiteExplain
@@ -69,6 +69,7 @@ def clear_cache(**kwargs: Any) -> None:
     means in a long-lived process (tests that apply a schema change do)."""
     with _lock:
         _verdicts.clear()
+    clear_index_cache()
 
 
 post_migrate.connect(clear_cache, dispatch_uid="django_nplusone_guard.explain")

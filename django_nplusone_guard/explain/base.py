@@ -25,6 +25,8 @@ import hashlib
 import inspect
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -43,7 +45,19 @@ from .sql import EQ, JOIN, PREFIX, RANGE, Block, Predicate, Statement, parse_sta
 
 __all__ = ["ExistingIndex", "ExplainBackend", "PlanSignal", "Unexplainable", "index_name"]
 
-SCAN, JOIN_SCAN, SORT = "scan", "join", "sort"
+SCAN, JOIN_SCAN, SORT, READ = "scan", "join", "sort", "read"
+
+#: Existing indexes per (alias, table), cached like verdicts and cleared with them: the
+#: schema is assumed stable between migrations. Bounded, least recently used evicted first.
+MAX_CACHED_TABLES = 512
+_index_cache: OrderedDict[tuple[str, str], list[ExistingIndex]] = OrderedDict()
+_index_lock = threading.Lock()
+
+
+def clear_index_cache() -> None:
+    with _index_lock:
+        _index_cache.clear()
+
 
 #: A suggestion never has more columns than this; wider indexes rarely pay for themselves.
 MAX_INDEX_COLUMNS = 3
@@ -64,7 +78,11 @@ class Unexplainable(Exception):
 class PlanSignal:
     """One structural fact a plan states about one table instance."""
 
-    kind: str  # SCAN (read without an index serving its filter), JOIN_SCAN, SORT
+    #: SCAN: read without an index serving its filter; JOIN_SCAN: the inner side of a join
+    #: read without an index on the join column; SORT: a sort no index provides; READ: a
+    #: whole table read with no condition of its own (it may be driving a join whose other
+    #: side filters on a column no index serves).
+    kind: str
     alias: str  # lower-cased alias as the plan names it; "" for a sort of the whole result
     plan: str  # the plan node, as short text
     rows_estimate: float | None = None
@@ -203,16 +221,29 @@ class _Findings:
         self._indexes: dict[str, list[ExistingIndex]] = {}
 
     def indexes(self, table: str) -> list[ExistingIndex]:
-        if table not in self._indexes:
-            self._indexes[table] = self.backend.existing_indexes(self.cursor, table)
-        return self._indexes[table]
+        key = (self.cursor.db.alias, table)
+        with _index_lock:
+            cached = _index_cache.get(key)
+            if cached is not None:
+                _index_cache.move_to_end(key)
+                return cached
+        found = self.backend.existing_indexes(self.cursor, table)
+        with _index_lock:
+            _index_cache[key] = found
+            while len(_index_cache) > MAX_CACHED_TABLES:
+                _index_cache.popitem(last=False)
+        return found
 
     def build(self, signals: list[PlanSignal]) -> list[MissingIndex]:
         outer = self.statement.outer
         sort = _sorted_alias(outer) if outer is not None and outer.limit else None
         by_alias: dict[str, list[PlanSignal]] = {}
+        reads: list[PlanSignal] = []
         for signal in signals:
             alias = signal.alias
+            if signal.kind == READ:
+                reads.append(signal)
+                continue
             if signal.kind == SORT:
                 if sort is None:
                     continue
@@ -223,6 +254,17 @@ class _Findings:
             finding = self.finding(alias, alias_signals, sort)
             if finding is not None:
                 findings.append(finding)
+        if reads:
+            # A table read whole drives the statement (MySQL picks that on small tables);
+            # a filter on another table that an index could serve would let the planner
+            # start from there instead.
+            for alias in self.statement.tables:
+                if alias in by_alias:
+                    continue
+                plan = f"{reads[0].plan} (read whole; the filter on {alias} uses no index)"
+                finding = self.finding(alias, [PlanSignal(SCAN, alias, plan)], None)
+                if finding is not None:
+                    findings.append(finding)
         return findings
 
     def finding(

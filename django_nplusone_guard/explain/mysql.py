@@ -29,7 +29,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .base import JOIN_SCAN, SCAN, SORT, ExplainBackend, PlanSignal
+from .base import JOIN_SCAN, READ, SCAN, SORT, ExplainBackend, PlanSignal
 
 __all__ = ["MySQLExplain"]
 
@@ -119,8 +119,8 @@ def _table(table: Mapping[str, Any], *, join_buffer: bool) -> Iterator[PlanSigna
         plan += f", attached_condition: {condition}"
     alias = name.lower()
     estimate = float(rows) if isinstance(rows, int | float) else None
-    if access in _FULL_ACCESS and condition:
-        yield PlanSignal(SCAN, alias, plan, estimate)
+    if access in _FULL_ACCESS:
+        yield PlanSignal(SCAN if condition else READ, alias, plan, estimate)
     uses_buffer = join_buffer or bool(table.get("using_join_buffer"))
     if access in _HASH_ACCESS or (access in _FULL_ACCESS and uses_buffer):
         yield PlanSignal(JOIN_SCAN, alias, plan + " (join buffer)", estimate)

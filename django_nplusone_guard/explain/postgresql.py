@@ -24,7 +24,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
-from .base import JOIN_SCAN, SCAN, SORT, ExplainBackend, PlanSignal, index_name
+from .base import JOIN_SCAN, READ, SCAN, SORT, ExplainBackend, PlanSignal, index_name
 from .sql import FUNCTION, PATTERN, PREFIX, Predicate
 
 __all__ = ["PostgreSQLExplain"]
@@ -118,12 +118,12 @@ def _walk(
     if kind == "Seq Scan" and alias:
         if node.get("Filter"):
             yield PlanSignal(SCAN, alias, _text(node, "Filter"), rows)
-        elif inner:
-            yield PlanSignal(JOIN_SCAN, alias, _text(node, None), rows)
+        else:
+            yield PlanSignal(JOIN_SCAN if inner else READ, alias, _text(node, None), rows)
     elif kind in _INDEX_SCANS and alias:
         if not node.get("Index Cond"):
-            if node.get("Filter"):
-                yield PlanSignal(SCAN, alias, _text(node, "Filter"), rows)
+            key = "Filter" if node.get("Filter") else None
+            yield PlanSignal(SCAN if key else READ, alias, _text(node, key), rows)
         else:
             yield PlanSignal(
                 SCAN,
