@@ -86,6 +86,7 @@ class Scope:
 
     __slots__ = (
         "_batch_frames",
+        "_last_overflow",
         "aliases",
         "base_frame",
         "count",
@@ -115,6 +116,9 @@ class Scope:
         self.ignoring = ignoring
         self.records: list[Record] = []
         self.overflow: dict[tuple[Any, ...], list[Any]] = {}
+        # The last overflow key and its slot: a loop repeats one key, and comparing tuples
+        # is cheaper than hashing one (the stack's code objects hash slowly).
+        self._last_overflow: tuple[tuple[Any, ...], list[Any]] | None = None
         self.count = 0
         self.total_time = 0.0
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
@@ -132,13 +136,20 @@ class Scope:
             self.records.append(record)
             return
         key = (record[ALIAS], record[SQL], record[STACK], record[IGNORED])
-        slot = self.overflow.get(key)
-        if slot is None:
-            if len(self.overflow) < MAX_OVERFLOW_KEYS:
-                self.overflow[key] = [1, record[DURATION], record[MANY]]
+        last = self._last_overflow
+        if last is not None and last[0] == key:
+            slot = last[1]
         else:
-            slot[0] += 1
-            slot[1] += record[DURATION]
+            found = self.overflow.get(key)
+            if found is None:
+                if len(self.overflow) < MAX_OVERFLOW_KEYS:
+                    found = self.overflow[key] = [1, record[DURATION], record[MANY]]
+                    self._last_overflow = (key, found)
+                return
+            self._last_overflow = (key, found)
+            slot = found
+        slot[0] += 1
+        slot[1] += record[DURATION]
 
     def call_id(self, stack: tuple[Any, ...], batch: FrameType | None) -> int:
         """A new id per call from user code, except for the queries of one batching call
@@ -173,6 +184,9 @@ _LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
 _frame_kinds: dict[int, int] = {}
 _frame_codes: list[CodeType] = []
+# Line of each call instruction of user code, by ``id(code)`` then ``f_lasti``: reading
+# ``f_lineno`` scans the code's line table from its start, microseconds in a long view.
+_user_lines: dict[int, dict[int, int]] = {}
 _frame_lock = threading.Lock()
 _batch_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
@@ -192,6 +206,7 @@ def _library_paths() -> tuple[str, ...]:
 def _clear_frame_kinds() -> None:
     with _frame_lock:
         _frame_kinds.clear()  # keys first: a key must never outlive its code
+        _user_lines.clear()
         _frame_codes.clear()
 
 
@@ -222,6 +237,8 @@ def _classify(frame: FrameType) -> int:
         _clear_frame_kinds()
     with _frame_lock:
         _frame_codes.append(code)  # the code first: a key must never outlive its code
+        if kind == _USER:
+            _user_lines[id(code)] = {}
         _frame_kinds[id(code)] = kind
     return kind
 
@@ -245,8 +262,15 @@ def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, .
             if kind == _UNKNOWN:
                 kind = _classify(frame)
             if kind == _USER:
+                lines = _user_lines.get(id(code))
+                if lines is None:  # cleared by another thread meanwhile
+                    line = frame.f_lineno
+                else:
+                    line = lines.get(frame.f_lasti)
+                    if line is None:
+                        line = lines[frame.f_lasti] = frame.f_lineno
                 stack.append(code)
-                stack.append(frame.f_lineno)
+                stack.append(line)
                 if len(stack) >= 2 * MAX_USER_FRAMES:
                     break
             elif kind == _BATCH and not stack:
@@ -349,16 +373,8 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
     stack, batch = _walk(sys._getframe(2), scope.base_frame)
     if not stack and scope.task is not None:
         stack = _walk_task(scope.task)
-    record: Record = (
-        alias,
-        sql,
-        params,
-        many,
-        duration,
-        stack,
-        scope.call_id(stack, batch),
-        False,
-    )
+    call = next(_call_ids) if batch is None else scope.call_id(stack, batch)
+    record: Record = (alias, sql, params, many, duration, stack, call, False)
     node: Scope | None = scope
     while node is not None:
         if node.ignoring:
