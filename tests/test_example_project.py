@@ -111,7 +111,9 @@ def test_demo_audits_every_page_and_checks_each_twin(demo):
     assert "GET /books/ (200)" in out
     assert "N+1 query on library.Book.author" in out
     assert "MISS" not in out
-    assert "All 22 problem pages have findings; their twins have none." in out
+    assert (
+        "All 23 problem pages have findings; their twins and the 2 quiet pages have none." in out
+    )
     assert "make serve" in out
 
 
@@ -119,7 +121,7 @@ def test_every_fixed_twin_is_clean_and_every_problem_page_is_not(audit):
     pages = {page["url"]: page for page in audit["pages"]}
     assert all(page["status"] == 200 and page["error"] is None for page in pages.values())
     twins = [url for url in pages if url.endswith("/fixed/")]
-    assert len(twins) == 19
+    assert len(twins) == 20
     for twin in twins:
         problem = twin.removesuffix("fixed/")
         assert pages[problem]["report"]["nplusones"], problem
@@ -127,6 +129,9 @@ def test_every_fixed_twin_is_clean_and_every_problem_page_is_not(audit):
         assert not (report["nplusones"] or report["missing_indexes"] or report["duplicates"])
     for twin, _model, _fields in INDEX_PAGES.values():
         assert not pages[twin]["report"]["missing_indexes"], twin
+    for quiet in ("/books/search/", "/books/in-print/"):  # icontains, a boolean alone
+        report = pages[quiet]["report"]
+        assert not (report["nplusones"] or report["missing_indexes"] or report["duplicates"])
 
 
 def test_missing_index_pages_name_the_columns_and_the_index(audit):

@@ -38,6 +38,8 @@ def _nplusone(route: str, title: str, problem: str, view: Any, fixed: Any) -> De
 DEMOS = [
     _nplusone("books/", "Books and authors (template)", "forward ForeignKey Book.author",
               views.book_list, views.book_list_fixed),
+    _nplusone("profiles/", "Profiles and their authors", "forward OneToOne Profile.author",
+              views.profile_list, views.profile_list_fixed),
     _nplusone("authors/profiles/", "Author bios", "reverse OneToOne Author.profile",
               views.author_profiles, views.author_profiles_fixed),
     _nplusone("authors/books/", "Authors and their books", "reverse ForeignKey Author.book_set",
@@ -85,6 +87,12 @@ DEMOS = [
          views.catalogue, views.loans_due),
 ]  # fmt: skip
 
+#: Pages the guard must stay quiet on: (path, what they do, why nothing is reported).
+QUIET_PAGES = [
+    ("books/search/", views.book_search, "title__icontains: no B-tree index can serve it"),
+    ("books/in-print/", views.books_in_print, "a boolean alone is too coarse to index"),
+]
+
 urlpatterns: list[URLPattern] = [
     path("", views.home, name="home"),
     path("books/<int:pk>/", views.book_detail, name="book-detail"),
@@ -92,3 +100,5 @@ urlpatterns: list[URLPattern] = [
 for demo in DEMOS:
     urlpatterns.append(path(demo.path, demo.view))
     urlpatterns.append(path(demo.fixed_path, demo.fixed_view))
+for route, view, _why in QUIET_PAGES:
+    urlpatterns.append(path(route, view))

@@ -13,7 +13,7 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from library.models import Author, Book, Comment, Loan, Publisher, Review, Tag
+from library.models import Author, Book, Comment, Loan, Profile, Publisher, Review, Tag
 
 PAGE_SIZE = 20
 
@@ -23,9 +23,9 @@ def _newest_books():  # type: ignore[no-untyped-def]
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    from library.urls import DEMOS
+    from library.urls import DEMOS, QUIET_PAGES
 
-    return render(request, "library/home.html", {"demos": DEMOS})
+    return render(request, "library/home.html", {"demos": DEMOS, "quiet_pages": QUIET_PAGES})
 
 
 # --- forward ForeignKey, read in the template --------------------------------------------
@@ -55,6 +55,23 @@ def author_profiles_fixed(request: HttpRequest) -> HttpResponse:
     authors = Author.objects.select_related("profile").order_by("slug")[:PAGE_SIZE]
     return render(
         request, "library/author_profiles.html", {"title": "Authors", "authors": authors}
+    )
+
+
+# --- forward OneToOne -------------------------------------------------------------------
+
+
+def profile_list(request: HttpRequest) -> HttpResponse:
+    profiles = Profile.objects.order_by("pk")[:PAGE_SIZE]
+    return render(
+        request, "library/profile_list.html", {"title": "Profiles", "profiles": profiles}
+    )
+
+
+def profile_list_fixed(request: HttpRequest) -> HttpResponse:
+    profiles = Profile.objects.select_related("author").order_by("pk")[:PAGE_SIZE]
+    return render(
+        request, "library/profile_list.html", {"title": "Profiles", "profiles": profiles}
     )
 
 
@@ -388,3 +405,21 @@ def book_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "library/book_detail.html",
         {"title": book.title, "book": book, "reviews": reviews},
     )
+
+
+# --- queries the guard deliberately leaves alone ----------------------------------------------
+
+
+def book_search(request: HttpRequest) -> HttpResponse:
+    """A substring search: no B-tree index can serve ``icontains``, so no index is suggested."""
+    query = request.GET.get("q", "war")
+    books = Book.objects.filter(title__icontains=query)[:PAGE_SIZE]
+    rows = [{"name": b.title, "value": b.published} for b in books]
+    return render(request, "library/table.html", {"title": f"Search: {query}", "rows": rows})
+
+
+def books_in_print(request: HttpRequest) -> HttpResponse:
+    """A filter on a boolean alone: an index on it would rarely help, so none is suggested."""
+    books = Book.objects.filter(in_print=True)
+    rows = [{"name": b.title, "value": b.isbn} for b in books]
+    return render(request, "library/table.html", {"title": "In print", "rows": rows})

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from library.urls import DEMOS
+from library.urls import DEMOS, QUIET_PAGES
 
 
 class Command(BaseCommand):
@@ -48,10 +48,16 @@ class Command(BaseCommand):
                 f"  {mark} {demo.url:<30} {found} {demo.category} finding(s)"
                 f"  | twin {demo.fixed_url:<30} {twin} finding(s)"
             )
+        for route, _view, why in QUIET_PAGES:
+            found = sum(_count(pages[f"/{route}"], c) for c in _CATEGORIES)
+            problems += found > 0
+            mark = self.style.SUCCESS("ok  ") if not found else self.style.ERROR("MISS")
+            self.stdout.write(f"  {mark} /{route:<29} {found} finding(s): {why}")
         if not problems:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"  All {len(DEMOS)} problem pages have findings; their twins have none."
+                    f"  All {len(DEMOS)} problem pages have findings; their twins and the "
+                    f"{len(QUIET_PAGES)} quiet pages have none."
                 )
             )
         self.stdout.write(
