@@ -687,7 +687,9 @@ def _usage_get(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, instance: Any, cls: Any = None) -> Any:
         if instance is not None and _track_usage:
             scope = _scope_var.get()
-            if scope is not None:
+            # Accesses made inside a hooked ORM call are Django's own (prefetching sets
+            # its caches through the descriptors), not the user reading the relation.
+            if scope is not None and _active.get() is None:
                 _note_use(scope, instance, _descriptor_name(self))
         return original(self, instance, cls)
 

@@ -17,4 +17,5 @@ urlpatterns = [
     path("audit/me/", views.whoami),
     path("audit/create-counter/", views.create_counter),
     path("audit/nested/", include(([path("inner/", views.clean, name="inner")], "auditns"))),
+    path("orm/books/template/", views.orm_book_list_template),
 ]

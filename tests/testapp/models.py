@@ -89,3 +89,16 @@ class Listing(models.Model):
         default="d",
     )
     owner = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="listings")
+
+
+class QuirkyNote(models.Model):
+    """A model whose instances are all "equal" and unhashable, like some in the wild:
+    the ORM hooks must never compare or hash instances."""
+
+    author = models.ForeignKey(Author, on_delete=models.CASCADE)
+    text = models.CharField(max_length=50, default="")
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]

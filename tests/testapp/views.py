@@ -64,3 +64,14 @@ def create_counter(request: HttpRequest) -> HttpResponse:
     """A GET view that writes: the audit must roll it back."""
     Counter.objects.create(name=f"hit-{Counter.objects.count()}")
     return JsonResponse({"counters": Counter.objects.count()})
+
+
+def orm_book_list_template(request: HttpRequest) -> HttpResponse:
+    """An N+1 that happens while a template renders (ORM attribution tests)."""
+    from django.shortcuts import render
+
+    books = Book.objects.order_by("id")
+    fixed = request.GET.get("fixed") == "1"
+    if fixed:
+        books = books.select_related("author").prefetch_related("tags")
+    return render(request, "orm/book_list.html", {"books": books})
