@@ -179,6 +179,7 @@ def active_scope() -> Scope | None:
 
 # Library frames are 0 so the walk skips them with one truth test; unknown ones get _UNKNOWN.
 _LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
+_CONNECT = 4
 # Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
 # a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
@@ -189,6 +190,11 @@ _frame_codes: list[CodeType] = []
 _user_lines: dict[int, dict[int, int]] = {}
 _frame_lock = threading.Lock()
 _batch_codes: set[CodeType] = set()
+# Backends' ``init_connection_state``: what a (re)connection runs is Django's set-up, not the
+# user's query; Django's own assertNumQueries connects first for the same reason. Without
+# this, MySQL's ``SET SQL_AUTO_IS_NULL = 0`` would count in every request after the first
+# on a reused thread.
+_connect_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
 
@@ -222,6 +228,8 @@ def _classify(frame: FrameType) -> int:
     code = frame.f_code
     if code in _batch_codes:
         kind = _BATCH
+    elif code in _connect_codes:
+        kind = _CONNECT
     else:
         module = frame.f_globals.get("__name__") or ""
         filename = code.co_filename
@@ -243,9 +251,10 @@ def _classify(frame: FrameType) -> int:
     return kind
 
 
-def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, ...], Any]:
+def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, ...] | None, Any]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
-    batching frame seen before the first user frame.
+    batching frame seen before the first user frame; ``None`` for the frames of a statement
+    run while a connection is being set up.
 
     This loop runs for every frame of every query (often 20-60 frames), so it is written for
     speed: one dict lookup by ``id`` per frame, and library frames fall through one test.
@@ -275,6 +284,8 @@ def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, .
                     break
             elif kind == _BATCH and not stack:
                 batch = frame
+            elif kind == _CONNECT:
+                return None, None
         if frame is base:
             break
         frame = frame.f_back
@@ -371,6 +382,8 @@ def _execute_wrapper(
 def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duration: float) -> None:
     # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
     stack, batch = _walk(sys._getframe(2), scope.base_frame)
+    if stack is None:
+        return
     if not stack and scope.task is not None:
         stack = _walk_task(scope.task)
     call = next(_call_ids) if batch is None else scope.call_id(stack, batch)
@@ -393,6 +406,11 @@ _installed = False
 
 def _install_on(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     if _execute_wrapper not in connection.execute_wrappers:
+        _connect_codes.update(
+            cls.__dict__["init_connection_state"].__code__
+            for cls in type(connection).__mro__
+            if "init_connection_state" in cls.__dict__
+        )
         connection.execute_wrappers.append(_execute_wrapper)
 
 
