@@ -393,15 +393,29 @@ def _run(scope: Scope, event: _Event, func: Callable[..., Any], *args: Any, **kw
 
 
 _scope_var = _current
+_WRITE_KINDS = frozenset({"save", "create", "delete", "qs_delete", "update"})
+
+
+def _inside_orm_call() -> bool:
+    """True inside a hooked call whose nested ORM calls are Django's implementation
+    (``get`` -> ``_fetch_all``, a prefetch inside an evaluation): the outer event already
+    explains their queries, so no inner event is made. Writes are the exception: signal
+    handlers run user code inside ``save()``/``delete()``."""
+    active = _active.get()
+    return active is not None and active.kind not in _WRITE_KINDS
 
 
 def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any) -> Any:
         scope = _scope_var.get()
-        if scope is None or (
-            self._result_cache is not None
-            and (self._prefetch_done or not self._prefetch_related_lookups)
+        if (
+            scope is None
+            or (
+                self._result_cache is not None
+                and (self._prefetch_done or not self._prefetch_related_lookups)
+            )
+            or _inside_orm_call()
         ):
             return original(self)
         try:
@@ -508,7 +522,7 @@ def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., 
         @functools.wraps(original)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             scope = _scope_var.get()
-            if scope is None:
+            if scope is None or _inside_orm_call():
                 return original(self, *args, **kwargs)
             try:
                 event = _queryset_event(kind, scope, self, kwargs)
@@ -544,7 +558,7 @@ def _forward_get_object(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any, instance: models.Model) -> Any:
         scope = _scope_var.get()
-        if scope is None:
+        if scope is None or _inside_orm_call():
             return original(self, instance)
         try:
             event = _instance_event("forward", scope, instance, self.field)
@@ -577,7 +591,7 @@ def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]
         field = getattr(self, "field", self)  # the descriptor's field on 6.1
         if _track_usage:
             _note_use(scope, instance, field.name)
-        if field.is_cached(instance):
+        if field.is_cached(instance) or _inside_orm_call():
             return original(self, instance, cls)
         try:
             event = _instance_event("forward", scope, instance, field)
@@ -598,7 +612,7 @@ def _refresh_from_db(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         scope = _scope_var.get()
-        if scope is None:
+        if scope is None or _inside_orm_call():
             return original(self, *args, **kwargs)
         try:
             fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
@@ -630,7 +644,7 @@ def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any
         @functools.wraps(original)
         def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
             scope = _scope_var.get()
-            if scope is None:
+            if scope is None or _inside_orm_call():
                 return original(self, *args, **kwargs)
             try:
                 event = _Event(kind, scope, type(self))
@@ -1057,9 +1071,6 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
     return _merge(findings)
-
-
-_WRITE_KINDS = frozenset({"save", "create", "delete", "qs_delete", "update"})
 
 
 def _signature(event: _Event) -> tuple[Any, ...]:
