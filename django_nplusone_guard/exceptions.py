@@ -28,7 +28,8 @@ class NPlusOneDetected(AssertionError):
 
         self.report = report
         self.findings: list[Finding] = list(report.nplusones) if findings is None else findings
-        head = f"{len(self.findings)} N+1 finding(s)"
+        only_nplusones = all(f.category == "nplusone" for f in self.findings)
+        head = f"{len(self.findings)} {'N+1 ' if only_nplusones else ''}finding(s)"
         if context:
             head += f" in {context}"
         body = "\n\n".join(format_finding(f) for f in self.findings)

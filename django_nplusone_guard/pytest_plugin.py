@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,7 +257,7 @@ class _TestFindings:
     findings: list[dict[str, Any]]
 
 
-@dataclass
+@dataclass(eq=False)  # a pytest plugin object: identity, not value, matters
 class _GuardSession:
     """Per-session state: options, the baseline, and every finding seen."""
 
@@ -351,7 +350,7 @@ class _GuardSession:
         test_failed: bool,
     ) -> None:
         __tracebackhide__ = True
-        from .exceptions import NPlusOneDetected, NPlusOneWarning
+        from .exceptions import NPlusOneDetected
 
         self.guarded_tests += 1
         findings = options.failures(report, test_code=self.test_code)
@@ -387,7 +386,10 @@ class _GuardSession:
         if self.mode == "fail":
             pytest.fail(message, pytrace=False)
         elif self.mode == "warn":
-            warnings.warn(NPlusOneWarning(message), stacklevel=1)
+            from .middleware import _warn_at_callsite
+
+            # Shown at the loop's line in pytest's warnings summary, like the middleware.
+            _warn_at_callsite(message, getattr(new[0], "callsite", ""))
 
     # ---- xdist
 

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from .capture import IGNORED, SQL, STACK, capture, ignore, suppressed
 from .exceptions import NPlusOneDetected
@@ -271,13 +271,8 @@ class assert_no_nplusone:
         return wrapper
 
 
-class allow_nplusone:
-    """Exempt a test (decorate a test function, method or class) or a block (``with``).
-
-    Queries inside are still counted but never become findings, so neither
-    :class:`assert_no_nplusone`, the mixin, nor the pytest plugin fails on them. Use it for
-    code whose repeats are intended, and say why in a comment next to it.
-    """
+class _AllowNPlusOne:
+    """What :func:`allow_nplusone` returns: a context manager and a decorator."""
 
     def __init__(self) -> None:
         self._ignore = ignore()
@@ -293,10 +288,27 @@ class allow_nplusone:
             setattr(target, EXEMPT_ATTR, True)
             return target
         if not callable(target):
-            raise TypeError(f"allow_nplusone() decorates a test or a class, not {target!r}")
+            raise TypeError(f"allow_nplusone decorates a test or a class, not {target!r}")
         wrapped: Any = ignore()(target)
         setattr(wrapped, EXEMPT_ATTR, True)
         return wrapped  # type: ignore[no-any-return]
+
+
+@overload
+def allow_nplusone() -> _AllowNPlusOne: ...
+@overload
+def allow_nplusone(target: R) -> R: ...
+def allow_nplusone(target: Any = None) -> Any:
+    """Exempt a test (``@allow_nplusone`` or ``@allow_nplusone()`` on a test function,
+    method or class) or a block (``with allow_nplusone():``).
+
+    Queries inside are still counted but never become findings, so neither
+    :class:`assert_no_nplusone`, the mixin, nor the pytest plugin fails on them. Use it for
+    code whose repeats are intended, and say why in a comment next to it.
+    """
+    if target is None:
+        return _AllowNPlusOne()
+    return _AllowNPlusOne()(target)
 
 
 def is_exempt(*targets: object) -> bool:

@@ -185,7 +185,7 @@ def test_off_is_the_default_and_warn_does_not_fail(project):
     warned.assert_outcomes(passed=1, warnings=1)
     warned.stdout.fnmatch_lines(
         [
-            "*NPlusOneWarning: 1 N+1 finding(s) in test_suite.py::test_nplusone:",
+            "*shop.py:*: NPlusOneWarning: 1 N+1 finding(s) in test_suite.py::test_nplusone:",
             "*N+1 query on testapp.*: 4 queries*",
             "nplusone-guard: 1 finding(s) in 1 of 1 guarded test(s)",
         ]
@@ -275,7 +275,13 @@ def test_markers_and_fixture(project):
             "N+1 query on testapp.*: 4 queries*",
         ]
     )
-    result.stdout.fnmatch_lines(["Duplicate query on testapp.Book: 2 identical queries"])
+    result.stdout.fnmatch_lines(
+        [
+            "1 finding(s) in test_markers.py::test_marked_duplicates:",
+            "",
+            "Duplicate query on testapp.Book: 2 identical queries",
+        ]
+    )
     result.stdout.fnmatch_lines(["*unknown key(s) 'modle'*"])
     result.stdout.fnmatch_lines(
         ["E*NPlusOneDetected: 1 N+1 finding(s) in test_markers.py::test_fixture_assert_clean:"]

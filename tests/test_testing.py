@@ -170,7 +170,9 @@ def test_duplicates_fail_only_when_asked(books):
         twice()
     with pytest.raises(NPlusOneDetected) as caught, assert_no_nplusone(duplicates=True):
         twice()
-    assert "Duplicate query on testapp.Book: 2 identical queries" in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith("1 finding(s) in the block at tests/test_testing.py:")
+    assert "Duplicate query on testapp.Book: 2 identical queries" in message
 
 
 def test_allow_nplusone_block_inside_a_guarded_block(books):
@@ -187,7 +189,7 @@ def test_allow_nplusone_decorator_exempts_sync_and_async_functions(books):
     def legacy():
         return views.book_list(_request())
 
-    @allow_nplusone()
+    @allow_nplusone
     async def legacy_async():
         return await views.async_book_list(_request())
 
@@ -254,7 +256,7 @@ class _AllowingCase(_GuardedCase):
     nplusone_allow = [{"sql": "testapp_author"}]
 
 
-@allow_nplusone()
+@allow_nplusone
 class _ExemptCase(_GuardedCase):
     pass
 
