@@ -18,9 +18,9 @@ from django_nplusone_guard.testing import (
     assert_constant_queries,
     is_test_code,
 )
-from tests.factories import AuthorFactory, BookFactory
+from tests.factories import AuthorFactory, BookFactory, ListingFactory
 from tests.testapp import views
-from tests.testapp.models import Author, Book
+from tests.testapp.models import Author, Book, Listing
 
 pytestmark = pytest.mark.django_db
 
@@ -173,6 +173,24 @@ def test_duplicates_fail_only_when_asked(books):
     message = str(caught.value)
     assert message.startswith("1 finding(s) in the block at tests/test_testing.py:")
     assert "Duplicate query on testapp.Book: 2 identical queries" in message
+
+
+def test_missing_indexes_fail_only_when_asked(db):
+    from django_nplusone_guard.explain import clear_cache
+
+    ListingFactory.create_batch(4)
+    clear_cache()  # EXPLAIN verdicts are cached per statement; start from none
+    with assert_no_nplusone() as report:
+        list(Listing.objects.filter(city="Leeds"))
+    assert report.missing_indexes == []  # not even looked for: EXPLAIN stays off
+    with pytest.raises(NPlusOneDetected) as caught, assert_no_nplusone(missing_indexes=True):
+        list(Listing.objects.filter(city="Leeds"))
+    message = str(caught.value)
+    assert message.startswith("1 finding(s) in the block at tests/test_testing.py:")
+    assert "Missing index on testapp.Listing (city)" in message
+    assert 'models.Index(fields=["city"]' in message
+    with assert_no_nplusone(missing_indexes=True):
+        list(Listing.objects.filter(slug="indexed"))
 
 
 def test_allow_nplusone_block_inside_a_guarded_block(books):
