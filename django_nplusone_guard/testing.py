@@ -198,11 +198,13 @@ class assert_no_nplusone:
         if findings:
             raise NPlusOneDetected(scope_capture.report, context=context, findings=findings)
 
-    def __enter__(self) -> Report:
-        frame = sys._getframe(1)
+    def _begin(self, frame: FrameType) -> Report:
         scope_capture = self.options.capture()
         self._active.append((scope_capture, _block_label(frame)))
         return scope_capture.start(frame)
+
+    def __enter__(self) -> Report:
+        return self._begin(sys._getframe(1))
 
     def __exit__(
         self,
@@ -219,10 +221,7 @@ class assert_no_nplusone:
         return False
 
     async def __aenter__(self) -> Report:
-        frame = sys._getframe(1)
-        scope_capture = self.options.capture()
-        self._active.append((scope_capture, _block_label(frame)))
-        return scope_capture.start(frame)
+        return self._begin(sys._getframe(1))
 
     async def __aexit__(
         self,
