@@ -19,7 +19,7 @@ help:
 	@echo "make test    - run the test suite (DB=sqlite|postgres|mysql)"
 	@echo "make lint    - ruff + mypy"
 	@echo "make docs    - build the docs with warnings as errors"
-	@echo "make bench   - overhead benchmark against the alternatives"
+	@echo "make bench   - overhead benchmark against the alternatives (bench-short: CI's quick run)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy django_nplusone_guard tests
+	$(BIN)/mypy django_nplusone_guard tests benchmarks
 
 format: venv
 	$(BIN)/ruff format .
@@ -45,6 +45,29 @@ format: venv
 
 demo: venv
 	cd example_project && ../$(BIN)/python manage.py demo
+
+# Benchmark: its own virtualenv (benchmarks/.venv), so the tools compared against never
+# touch the project's. django-nplus1 needs Python >= 3.12: the first of python3.13/3.12 that
+# runs is used, else PYTHON. BENCH_ARGS passes options (e.g. --rounds 9 --variants guard).
+BENCH_PYTHON ?= $(shell for p in python3.13 python3.12; do $$p -c '' 2>/dev/null && { command -v $$p; exit; }; done; echo $(PYTHON))
+BENCH_VENV ?= benchmarks/.venv
+BENCH_ARGS ?=
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): benchmarks/requirements.txt benchmarks/alternatives.txt
+	@test -x $(BENCH_VENV)/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt
+	@for pkg in $$(grep -v '^#' benchmarks/alternatives.txt); do \
+		$(BENCH_VENV)/bin/python -m pip install -q "$$pkg" \
+			|| echo "benchmark: $$pkg did not install here; its variant will be skipped"; done
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-short: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks.run --short $(BENCH_ARGS)
 
 serve: venv
 	cd example_project && ../$(BIN)/python manage.py migrate -v0 && ../$(BIN)/python manage.py runserver
@@ -55,4 +78,4 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf .venv* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv* benchmarks/.venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Overhead benchmark: the guard against a bare request and the alternatives (``make bench``)."""

@@ -1,0 +1,115 @@
+"""What each benchmark variant adds to the bare project.
+
+Kept apart from ``settings`` so the runner can list variants (and their labels) without
+configuring Django.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    label: str
+    #: Import name that must be importable, or the variant is skipped.
+    requires: str | None = None
+    apps: tuple[str, ...] = ()
+    #: Middleware put first (outermost), so it sees every query of the request.
+    middleware: tuple[str, ...] = ()
+    settings: dict[str, object] = field(default_factory=dict)
+    #: Comparison tools, installed only in the benchmark's own virtualenv.
+    third_party: bool = False
+
+
+_GUARD = "django_nplusone_guard"
+_GUARD_MIDDLEWARE = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
+_TOOLBAR_MIDDLEWARE = "debug_toolbar.middleware.DebugToolbarMiddleware"
+_SQL_PANEL = "debug_toolbar.panels.sql.SQLPanel"
+_OUR_PANEL = "django_nplusone_guard.panels.NPlusOnePanel"
+_TOOLBAR_CONFIG = {
+    "SHOW_TOOLBAR_CALLBACK": "benchmarks.settings.show_toolbar",
+    "IS_RUNNING_TESTS": False,
+    "RENDER_PANELS": False,
+}
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("bare", "bare Django"),
+    Variant(
+        "guard",
+        "guard middleware",
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": False}},
+    ),
+    Variant(
+        "guard-explain",
+        "guard middleware, EXPLAIN on",
+        requires="django_nplusone_guard.explain",
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": True}},
+    ),
+    Variant(
+        "toolbar",
+        "debug toolbar, SQL panel",
+        requires="debug_toolbar",
+        apps=("django.contrib.staticfiles", "debug_toolbar"),
+        middleware=(_TOOLBAR_MIDDLEWARE,),
+        settings={"DEBUG_TOOLBAR_PANELS": [_SQL_PANEL], "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG},
+    ),
+    Variant(
+        "toolbar-panel",
+        "debug toolbar, SQL panel + our panel",
+        requires="django_nplusone_guard.panels",
+        apps=("django.contrib.staticfiles", "debug_toolbar", _GUARD),
+        middleware=(_TOOLBAR_MIDDLEWARE,),
+        settings={
+            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, _OUR_PANEL],
+            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
+            "NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False},
+        },
+    ),
+    Variant(
+        "zeal",
+        "django-zeal",
+        requires="zeal",
+        apps=("zeal",),
+        middleware=("zeal.middleware.zeal_middleware",),
+        settings={"ZEAL_RAISE": False},
+        third_party=True,
+    ),
+    Variant(
+        "query-doctor",
+        "django-query-doctor",
+        requires="query_doctor",
+        apps=("query_doctor",),
+        middleware=("query_doctor.middleware.QueryDoctorMiddleware",),
+        settings={"QUERY_DOCTOR": {"REPORTERS": ["log"]}},
+        third_party=True,
+    ),
+    Variant(
+        "nplusone",
+        "nplusone",
+        requires="nplusone",
+        apps=("nplusone.ext.django",),
+        middleware=("nplusone.ext.django.NPlusOneMiddleware",),
+        settings={"NPLUSONE_LOG": True, "NPLUSONE_RAISE": False},
+        third_party=True,
+    ),
+    Variant(
+        "nplus1",
+        "django-nplus1",
+        requires="django_nplus1",
+        apps=("django_nplus1",),
+        middleware=("django_nplus1.middleware.NPlus1Middleware",),
+        settings={"NPLUS1_LOG": True, "NPLUS1_RAISE": False},
+        third_party=True,
+    ),
+)
+
+BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+#: Loggers the tools report on; silenced so the benchmark measures detection, not terminal I/O.
+TOOL_LOGGERS = ("django_nplusone_guard", "nplusone", "django_nplus1", "query_doctor", "zeal")
