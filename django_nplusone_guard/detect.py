@@ -91,6 +91,13 @@ class Budget:
                 f"analysis stopped after {self.limit_ms} ms (ANALYSIS_BUDGET_MS): {what}"
             )
 
+    def stop(self, report: Report, what: str) -> bool:
+        """True, and noted, when the budget is spent: for stages that poll it."""
+        if self.spent:
+            self.note(report, what)
+            return True
+        return False
+
 
 @dataclass
 class Group:
@@ -222,7 +229,11 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         from .explain import find_missing_indexes
 
         missing = find_missing_indexes(
-            groups.values(), rendered, should_stop=lambda: budget.spent
+            groups.values(),
+            rendered,
+            should_stop=lambda: budget.stop(
+                report, "EXPLAIN was skipped for the remaining statements"
+            ),
         )
         report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
     return report
