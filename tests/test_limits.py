@@ -151,3 +151,47 @@ def test_frame_kind_cache_is_cleared_when_full(monkeypatch):
     assert [q.callsite.split(":")[0] for q in report.queries] == [
         f"generated_{n}.py" for n in range(120)
     ]
+
+
+def _filters() -> list[tuple[type[Any], dict[str, Any]]]:
+    """Thirty statements, each filtering on a different set of unindexed columns."""
+    from itertools import combinations
+
+    from tests.testapp.models import Publisher
+
+    columns = {
+        Book: {"title": "t", "isbn": "i", "pages": 1, "price": 1, "published": None,
+               "in_print": True},
+        Author: {"name": "n", "email": "e", "active": True},
+        Publisher: {"name": "n", "country": "GB"},
+    }  # fmt: skip
+    statements = []
+    for model, values in columns.items():
+        for size in (1, 2):
+            for names in combinations(values, size):
+                statements.append((model, {name: values[name] for name in names}))
+    return statements
+
+
+def _explained(settings, budget_ms: int) -> Any:
+    from django_nplusone_guard import explain
+
+    explain.clear_cache()
+    settings.NPLUSONE_GUARD = {"ANALYSIS_BUDGET_MS": budget_ms}
+    with capture(explain=True) as report:
+        for model, lookup in _filters():
+            list(model.objects.filter(**lookup))
+    return report
+
+
+def test_analysis_budget_also_stops_explain(settings):
+    statements = _filters()
+    assert len(statements) == 30  # under 32: the recording stage never checks the budget
+    unbounded = _explained(settings, 60_000)
+    budgeted = _explained(settings, 1)
+    assert unbounded.errors == []
+    assert len(unbounded.missing_indexes) >= 10
+    [error] = budgeted.errors
+    assert "ANALYSIS_BUDGET_MS" in error
+    assert "EXPLAIN was skipped" in error
+    assert len(budgeted.missing_indexes) < len(unbounded.missing_indexes)
