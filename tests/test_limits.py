@@ -159,7 +159,7 @@ def _filters() -> list[tuple[type[Any], dict[str, Any]]]:
 
     from tests.testapp.models import Publisher
 
-    columns = {
+    columns: dict[type[Any], dict[str, Any]] = {
         Book: {"title": "t", "isbn": "i", "pages": 1, "price": 1, "published": None,
                "in_print": True},
         Author: {"name": "n", "email": "e", "active": True},
