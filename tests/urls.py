@@ -18,4 +18,6 @@ urlpatterns = [
     path("audit/create-counter/", views.create_counter),
     path("audit/nested/", include(([path("inner/", views.clean, name="inner")], "auditns"))),
     path("orm/books/template/", views.orm_book_list_template),
+    path("listings/", views.listing_search),
+    path("async/listings/", views.async_listing_search),
 ]

@@ -75,3 +75,23 @@ def orm_book_list_template(request: HttpRequest) -> HttpResponse:
     if fixed:
         books = books.select_related("author").prefetch_related("tags")
     return render(request, "orm/book_list.html", {"books": books})
+
+
+# --- routes for the missing-index tests ---------------------------------------------------
+
+
+def listing_search(request: HttpRequest) -> HttpResponse:
+    from tests.testapp.models import Listing
+
+    city = request.GET.get("city", "")
+    return JsonResponse(
+        {"ids": list(Listing.objects.filter(city=city).values_list("id", flat=True))}
+    )
+
+
+async def async_listing_search(request: HttpRequest) -> HttpResponse:
+    from tests.testapp.models import Listing
+
+    city = request.GET.get("city", "")
+    ids = [pk async for pk in Listing.objects.filter(city=city).values_list("id", flat=True)]
+    return JsonResponse({"ids": ids})
