@@ -43,8 +43,9 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The example project follows DB=... too (its database, nplusone_example, must exist).
 demo: venv
-	cd example_project && ../$(BIN)/python manage.py demo
+	cd example_project && EXAMPLE_DB=$(DB) ../$(BIN)/python manage.py demo
 
 # Benchmark: its own virtualenv (benchmarks/.venv), so the tools compared against never
 # touch the project's. django-nplus1 needs Python >= 3.12: the first of python3.13/3.12 that
@@ -70,7 +71,8 @@ bench-short: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m benchmarks.run --short $(BENCH_ARGS)
 
 serve: venv
-	cd example_project && ../$(BIN)/python manage.py migrate -v0 && ../$(BIN)/python manage.py runserver
+	cd example_project && export EXAMPLE_DB=$(DB) && ../$(BIN)/python manage.py migrate -v0 && \
+		../$(BIN)/python manage.py runserver
 
 docs: venv
 	@$(BIN)/python -c 'import mkdocs, material' 2>/dev/null || \
