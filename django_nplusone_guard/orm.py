@@ -606,28 +606,15 @@ def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]
     return wrapper
 
 
-def _refresh_from_db(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Deferred fields load through ``refresh_from_db(fields=[attname])``."""
-
-    @functools.wraps(original)
-    def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        scope = _scope_var.get()
-        if scope is None or _inside_orm_call():
-            return original(self, *args, **kwargs)
-        try:
-            fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
-            deferred = self.get_deferred_fields()
-            event = _Event("refresh", scope, type(self))
-            event.origin = _origin_of(self)
-            if fields and len(fields) == 1 and next(iter(fields)) in deferred:
-                event.kind = "deferred"
-                event.detail = _field_name(type(self), next(iter(fields)))
-        except Exception:
-            log_internal_error("ORM attribution (refresh_from_db)")
-            return original(self, *args, **kwargs)
-        return _run(scope, event, original, self, *args, **kwargs)
-
-    return wrapper
+def _describe_refresh(event: _Event, instance: models.Model, args: Any, kwargs: Any) -> None:
+    """Deferred fields load through ``refresh_from_db(fields=[attname])``; any other
+    ``refresh_from_db()`` in a loop is a plain reload."""
+    fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
+    if fields and len(fields) == 1:
+        attname = next(iter(fields))
+        if attname in instance.get_deferred_fields():
+            event.kind = "deferred"
+            event.detail = _field_name(type(instance), attname)
 
 
 def _field_name(model: type[models.Model], attname: str) -> str:
@@ -638,7 +625,8 @@ def _field_name(model: type[models.Model], attname: str) -> str:
 
 
 def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``Model.save_base`` / ``Model.delete``: writes in a loop."""
+    """``Model.save_base`` / ``Model.delete`` (writes in a loop) and
+    ``Model.refresh_from_db`` (deferred fields, reloads)."""
 
     def decorate(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
@@ -652,6 +640,8 @@ def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any
                 if kind == "save":
                     fields = kwargs.get("update_fields")
                     event.detail = (self._state.adding, tuple(fields or ()))
+                elif kind == "refresh":
+                    _describe_refresh(event, self, args, kwargs)
             except Exception:
                 log_internal_error(f"ORM attribution ({kind})")
                 return original(self, *args, **kwargs)
@@ -754,7 +744,7 @@ def install() -> None:
         gfk_descriptor = getattr(generic, "GenericForeignKeyDescriptor", GenericForeignKey)
         _patch(gfk_descriptor, "__get__", _generic_foreign_key_get)
         _patch(generic, "create_generic_related_manager", _generic_manager_factory)
-        _patch(models.Model, "refresh_from_db", _refresh_from_db)
+        _patch(models.Model, "refresh_from_db", _model_method("refresh"))
         _patch(models.Model, "save_base", _model_method("save"))
         _patch(models.Model, "delete", _model_method("delete"))
         conf.on_settings_change(_settings_changed)
@@ -1043,13 +1033,21 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         wanted = {id(g.records[0]) for g in groups if g.records}
         positions = {id(r): i for i, r in enumerate(scope.records) if id(r) in wanted}
     causes: dict[tuple[Any, ...], _Cause] = {}
+    signatures: dict[int, tuple[Any, ...]] = {}
+
+    def signature_of(event: _Event) -> tuple[Any, ...]:
+        found = signatures.get(id(event))
+        if found is None:
+            found = signatures[id(event)] = _signature(event)
+        return found
+
     for group, finding in zip(groups, findings, strict=True):
         events = [by_record[id(r)] for r in group.records if id(r) in by_record]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
         site: Site | None = (group.stack[0], group.stack[1]) if len(group.stack) >= 2 else None
         if events:
-            signature = Counter(_signature(e) for e in events).most_common(1)[0][0]
-            event = next(e for e in events if _signature(e) == signature)
+            signature = Counter(signature_of(e) for e in events).most_common(1)[0][0]
+            event = next(e for e in events if signature_of(e) == signature)
             cause = causes.get(signature)
             if cause is None:
                 cause = causes[signature] = _describe(event)
