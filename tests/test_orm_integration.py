@@ -355,3 +355,56 @@ def test_attribution_round_trips_through_json(books):
 
 def test_line_helper_finds_markers():
     assert line_of(__file__, "pickle-parent") > 0
+
+
+# --------------------------------------------------------------------------- never harm
+
+
+def test_an_internal_error_in_a_hook_leaves_the_query_alone(books, monkeypatch, caplog):
+    from django_nplusone_guard import orm
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("attribution bug")
+
+    monkeypatch.setattr(orm, "_relation", broken)
+    with capture() as report:
+        names = [book.author.name for book in Book.objects.order_by("id")]
+    assert names == [book.author.name for book in books]
+    assert report.query_count == 6  # each statement ran exactly once
+    finding = only_nplusone(report)  # the SQL layer still reports it
+    assert finding.count == 5
+    assert finding.field is None
+
+
+def test_orm_exceptions_pass_through_unchanged(books):
+    from django_nplusone_guard import orm
+
+    with capture() as report:
+        with pytest.raises(Author.DoesNotExist):
+            Author.objects.get(pk=-1)
+        assert orm._active.get() is None
+    assert report.query_count == 1
+
+
+def test_wrapped_methods_keep_django_markers():
+    from django.db.models import Model, QuerySet
+
+    assert QuerySet.delete.alters_data is True
+    assert QuerySet.delete.queryset_only is True
+    assert QuerySet.update.alters_data is True
+    assert QuerySet.create.alters_data is True
+    assert Model.delete.alters_data is True
+    assert Model.save_base.__name__ == "save_base"
+
+
+def test_usage_hooks_are_installed_only_while_unused_eager_is_on(settings):
+    from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
+
+    def hooked() -> bool:
+        return hasattr(ForwardManyToOneDescriptor.__dict__["__get__"], "__wrapped__")
+
+    assert not hooked()
+    settings.NPLUSONE_GUARD = {"ENABLED": True, "REPORT_UNUSED_EAGER": True}
+    assert hooked()
+    settings.NPLUSONE_GUARD = {"ENABLED": True}
+    assert not hooked()
