@@ -79,7 +79,7 @@ class PanelInChromiumTests(StaticLiveServerTestCase):
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
             )
             try:
-                context = browser.new_context(viewport={"width": 1280, "height": 860})
+                context = browser.new_context(viewport={"width": 1280, "height": 1300})
                 context.grant_permissions(
                     ["clipboard-read", "clipboard-write"], origin=self.live_server_url
                 )
