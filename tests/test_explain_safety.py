@@ -177,19 +177,23 @@ def test_a_transaction_marked_for_rollback_is_never_touched(recorder, caplog):
 @pytest.mark.django_db
 def test_a_server_side_aborted_transaction_is_never_touched(recorder):
     Counter.objects.create(name="taken")
-    sid = transaction.savepoint()
-    with capture(explain=True) as report:
-        list(Listing.objects.filter(city="Leeds"))
-        # Raw SQL, caught without a savepoint: Django does not know the server-side
-        # transaction is aborted (the ORM would have marked it for rollback).
-        with contextlib.suppress(IntegrityError), connection.cursor() as cursor:
-            cursor.execute("INSERT INTO testapp_counter (name, n) VALUES (%s, 0)", ["taken"])
-        assert not connection.needs_rollback
-        recorder.calls.clear()
-    assert recorder.calls == []
+    with contextlib.suppress(_UserRollback), transaction.atomic():
+        with capture(explain=True) as report:
+            list(Listing.objects.filter(city="Leeds"))
+            # Raw SQL, caught without a savepoint: Django does not know the server-side
+            # transaction is aborted (the ORM would have marked it for rollback).
+            with contextlib.suppress(IntegrityError), connection.cursor() as cursor:
+                cursor.execute("INSERT INTO testapp_counter (name, n) VALUES (%s, 0)", ["taken"])
+            assert not connection.needs_rollback
+            recorder.calls.clear()
+        assert recorder.calls == []
+        raise _UserRollback  # what the user's own error handling has to do
     assert report.missing_indexes == []
-    transaction.savepoint_rollback(sid)  # what the user's own error handling has to do
     assert Counter.objects.filter(name="taken").count() == 1
+
+
+class _UserRollback(Exception):
+    pass
 
 
 @pytest.mark.django_db
