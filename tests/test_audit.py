@@ -236,7 +236,14 @@ def test_usage_errors_have_status_2(books, args, message):
 
 def test_process_exit_status_is_2_for_usage_errors():
     """The real process, not call_command: argparse and CommandError both exit with 2."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+        # Usage errors happen before any page is requested; system checks may still
+        # connect (MySQL on Django 6.1), and only SQLite's in-memory database always exists.
+        "NPLUSONE_GUARD_TEST_DB": "sqlite",
+    }
     for args in (["--format", "xml", "/books/"], ["--fail-on", "slow", "/books/"]):
         result = subprocess.run(
             [sys.executable, "-m", "django", "nplusone_audit", *args],
