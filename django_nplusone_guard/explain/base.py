@@ -274,14 +274,16 @@ class _Findings:
         sort: tuple[str, list[tuple[str, bool]]] | None,
     ) -> MissingIndex | None:
         table = self.statement.tables.get(alias) or alias
-        if not table:
+        model = _model_for(table) if table else None
+        if model is None:
+            # Not a model's table: a CTE, a derived table, or a table Django does not
+            # manage. There is no Meta.indexes to suggest for.
             return None
         indexes = self.indexes(table)
         signals = [s for s in signals if not _served_by_named_index(s, indexes)]
         if not signals:
             return None
         kinds = {s.kind for s in signals}
-        model = _model_for(table)
         predicates = self.statement.predicates_for(alias)
         uses_prefix = self.backend.prefix_like_uses_btree
         eq = _unique(p.column for p in predicates if p.kind == EQ)
@@ -323,8 +325,7 @@ class _Findings:
             reasons = ["full scan and sort without index"]
         columns = _unique(columns)
         fields_by_column = _fields_by_column(model)
-        if model is not None:
-            columns = [c for c in columns if c in fields_by_column]
+        columns = [c for c in columns if c in fields_by_column]
         columns = columns[:MAX_INDEX_COLUMNS]
         if not columns or all(c in low for c in columns):
             return None
@@ -333,10 +334,7 @@ class _Findings:
         descending = {c for c, d in order if d}
         mixed = 0 < len(descending & set(columns)) < len([c for c, _ in order if c in columns])
         field_names = [
-            ("-" if mixed and c in descending else "") + fields_by_column[c].name
-            if c in fields_by_column
-            else c
-            for c in columns
+            ("-" if mixed and c in descending else "") + fields_by_column[c].name for c in columns
         ]
         reason = reasons[0]
         notes = []
@@ -348,9 +346,8 @@ class _Findings:
         if notes:
             reason += "; " + "; ".join(_unique(notes))
         estimates = [s.rows_estimate for s in signals if s.rows_estimate is not None]
-        label = model._meta.label if model is not None else None
         return MissingIndex(
-            model=label,
+            model=model._meta.label,
             table=table,
             columns=tuple(columns),
             fields=tuple(f.lstrip("-") for f in field_names),
@@ -358,7 +355,7 @@ class _Findings:
             plan=" | ".join(_unique(s.plan for s in signals))[:500],
             sql=self.sql,
             callsite="",
-            suggestion=suggestion(model, table, field_names, columns),
+            suggestion=suggestion(model, field_names),
             rows_estimate=max(estimates) if estimates else None,
             alias=self.cursor.db.alias,
         )
@@ -400,13 +397,11 @@ def _model_for(table: str) -> type[models.Model] | None:
         return None
 
 
-def _fields_by_column(model: type[models.Model] | None) -> dict[str, models.Field[Any, Any]]:
-    if model is None:
-        return {}
+def _fields_by_column(model: type[models.Model]) -> dict[str, models.Field[Any, Any]]:
     return {f.column: f for f in model._meta.concrete_fields if f.column}
 
 
-def _low_selectivity_columns(model: type[models.Model] | None) -> set[str]:
+def _low_selectivity_columns(model: type[models.Model]) -> set[str]:
     """Columns that split rows into a handful of groups: never worth an index alone."""
     low = set()
     for column, field in _fields_by_column(model).items():
@@ -440,20 +435,8 @@ def _model_file(model: type[models.Model]) -> str | None:
     return path if rel.startswith("..") else rel
 
 
-def suggestion(
-    model: type[models.Model] | None,
-    table: str,
-    field_names: Sequence[str],
-    columns: Sequence[str],
-) -> str:
+def suggestion(model: type[models.Model], field_names: Sequence[str]) -> str:
     """The exact line to paste, and where."""
-    if model is None:
-        name = index_name(table, columns)
-        cols = ", ".join(columns)
-        return (
-            f"no Django model owns {table}; in a migration: "
-            f"CREATE INDEX {name} ON {table} ({cols})"
-        )
     fields = ", ".join(f'"{f}"' for f in field_names)
     name = index_name(model._meta.model_name or "", field_names)
     line = f'models.Index(fields=[{fields}], name="{name}")'
