@@ -45,9 +45,18 @@ class CapturedQuery:
     fingerprint: str = ""
 
     def to_dict(self, *, params: bool = True) -> dict[str, Any]:
-        data = asdict(self)
-        data["params"] = _params_to_json(self.params, self.many) if params else None
-        return data
+        # Not ``asdict``: it deep-copies ``params``, which fails on memoryviews and
+        # generators (``executemany``) and copies 10,000-element IN lists for nothing.
+        return {
+            "alias": self.alias,
+            "sql": self.sql,
+            "params": _params_to_json(self.params, self.many) if params else None,
+            "many": self.many,
+            "duration_ms": self.duration_ms,
+            "callsite": self.callsite,
+            "stack": list(self.stack),
+            "fingerprint": self.fingerprint,
+        }
 
 
 @dataclass(slots=True)
@@ -328,7 +337,8 @@ def format_finding(finding: Finding, *, verbose: bool = True, params: bool = Tru
     return "\n".join(lines)
 
 
-def format_report(report: Report, *, verbose: bool = True) -> str:
+def format_report(report: Report, *, verbose: bool = True, params: bool = True) -> str:
+    """The report's head line and every finding; ``params`` as in :func:`format_finding`."""
     head = (
         f"{report.query_count} queries, {report.total_time_ms:.1f} ms: "
         f"{len(report.nplusones)} N+1, {len(report.missing_indexes)} missing index, "
@@ -336,5 +346,5 @@ def format_report(report: Report, *, verbose: bool = True) -> str:
     )
     if report.truncated:
         head += " (MAX_QUERIES reached: later queries counted, not kept)"
-    body = [format_finding(f, verbose=verbose) for f in report.findings]
+    body = [format_finding(f, verbose=verbose, params=params) for f in report.findings]
     return "\n\n".join([head, *body]) if body else head + "\nNo findings."

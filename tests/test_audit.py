@@ -173,6 +173,22 @@ def test_json_document_matches_its_documented_shape(books):
     assert nplusone["callsite"].startswith("tests/testapp/views.py:")
 
 
+def test_parameters_stay_out_of_output_unless_log_params(books, settings):
+    secret = "ada@private.example"
+    document = audit_json("/audit/duplicate/")
+    report = page(document, "/audit/duplicate/")["report"]
+    [duplicate] = report["duplicates"]
+    assert duplicate["count"] == 2
+    assert secret not in json.dumps(document)
+    assert secret not in audit("/audit/duplicate/")
+
+    settings.NPLUSONE_GUARD = {"ENABLED": True, "LOG_PARAMS": True}
+    report = page(audit_json("/audit/duplicate/"), "/audit/duplicate/")["report"]
+    assert secret in report["duplicates"][0]["params"]
+    assert secret in json.dumps(report["queries"])
+    assert f"params: ('{secret}',)" in audit("/audit/duplicate/")
+
+
 # --------------------------------------------------------------------------- errors
 
 

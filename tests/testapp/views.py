@@ -95,3 +95,10 @@ async def async_listing_search(request: HttpRequest) -> HttpResponse:
     city = request.GET.get("city", "")
     ids = [pk async for pk in Listing.objects.filter(city=city).values_list("id", flat=True)]
     return JsonResponse({"ids": ids})
+
+
+def duplicate_lookup(request: HttpRequest) -> HttpResponse:
+    """The same statement with the same (private) parameter, run from two places."""
+    first = Author.objects.filter(email="ada@private.example").count()
+    second = Author.objects.filter(email="ada@private.example").count()
+    return JsonResponse({"matches": first + second})

@@ -405,7 +405,9 @@ class Command(BaseCommand):
                 write(self.style.MIGRATE_HEADING(heading))
                 if result.error:
                     write(self.style.ERROR(f"  Page raised {result.error}"))
-                body = format_report(result.report, verbose=verbosity >= 2)
+                body = format_report(
+                    result.report, verbose=verbosity >= 2, params=conf.get_config().LOG_PARAMS
+                )
                 write("\n".join("  " + line if line else "" for line in body.splitlines()))
                 write("")
             if compact:
@@ -437,7 +439,7 @@ class Command(BaseCommand):
                     "url": r.url,
                     "status": r.status,
                     "error": r.error,
-                    "report": r.report.to_dict(params=False),
+                    "report": _report_data(r.report),
                 }
                 for r in results
             ],
@@ -457,6 +459,17 @@ class Command(BaseCommand):
 
 _LABELS = {"nplusone": "N+1", "missing_index": "missing index", "duplicate": "duplicate",
            "error": "error"}  # fmt: skip
+
+
+def _report_data(report: Report) -> dict[str, Any]:
+    """``report.to_dict()`` for CI logs and artifacts: parameter values (personal data,
+    often) only with the ``LOG_PARAMS`` setting, as for logged findings."""
+    keep = conf.get_config().LOG_PARAMS
+    data = report.to_dict(params=keep)
+    if not keep:
+        for duplicate in data["duplicates"]:
+            duplicate["params"] = None
+    return data
 
 
 def _skip(route: Route, reason: str) -> Route:
