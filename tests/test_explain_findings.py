@@ -4,6 +4,7 @@ index, as a migration would, makes the finding go away."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,12 +41,9 @@ def explain(make_queryset: QuerySetFactory) -> Report:
     return report
 
 
-def _line(marker: str) -> int:
-    with open(__file__) as source:
-        for number, text in enumerate(source, 1):
-            if text.rstrip().endswith(f"# {marker}"):
-                return number
-    raise AssertionError(marker)
+def _explain_line() -> int:
+    lines, first = inspect.getsourcelines(explain)
+    return first + next(n for n, text in enumerate(lines) if "# explain-line" in text)
 
 
 def only(report: Report) -> MissingIndex:
@@ -73,9 +71,7 @@ def test_unindexed_equality_filter(listings):
     assert finding.reason == "full scan"
     assert finding.suggestion.startswith("add to testapp.Listing Meta.indexes")
     assert finding.suggestion.endswith('models.Index(fields=["city"], name="listing_city_idx")')
-    assert finding.callsite == (
-        f"tests/test_explain_findings.py:{_line('explain-line')} in explain"
-    )
+    assert finding.callsite == (f"tests/test_explain_findings.py:{_explain_line()} in explain")
     assert '"city"' in finding.sql.replace("`", '"')
     assert finding.plan
     assert finding.fingerprint
