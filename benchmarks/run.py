@@ -55,6 +55,13 @@ def _setup_django(variant: str) -> None:
     django.setup()
 
     from django.core.management import call_command
+    from django.utils.module_loading import import_string
+
+    from benchmarks.variants import BY_NAME
+
+    after_setup = BY_NAME[variant].after_setup
+    if after_setup:
+        import_string(after_setup)()
 
     call_command("migrate", run_syncdb=True, verbosity=0)
     from benchmarks.benchapp.models import Author, Book

@@ -21,6 +21,8 @@ class Variant:
     settings: dict[str, object] = field(default_factory=dict)
     #: Comparison tools, installed only in the benchmark's own virtualenv.
     third_party: bool = False
+    #: Dotted path of a callable run once Django is set up.
+    after_setup: str | None = None
 
 
 _GUARD = "django_nplusone_guard"
@@ -42,6 +44,15 @@ VARIANTS: tuple[Variant, ...] = (
         apps=(_GUARD,),
         middleware=(_GUARD_MIDDLEWARE,),
         settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": False}},
+    ),
+    Variant(
+        "guard-sql-only",
+        "guard, ORM attribution hooks removed (diagnostic)",
+        requires="django_nplusone_guard.orm",
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": False}},
+        after_setup="django_nplusone_guard.orm.uninstall",
     ),
     Variant(
         "guard-explain",
