@@ -83,6 +83,12 @@ def test_threshold_option_is_passed_to_capture(books):
     assert page(document, "/books/")["report"]["nplusones"] == []
 
 
+def test_streaming_responses_are_read_inside_the_scope(books):
+    report = page(audit_json("/audit/export.csv"), "/audit/export.csv")["report"]
+    assert report["query_count"] == 6
+    assert report["nplusones"][0]["count"] == 5
+
+
 def test_async_views_are_audited(books):
     document = audit_json("/async/books/", "/async/books/fixed/")
     assert page(document, "/async/books/")["report"]["nplusones"][0]["count"] == 5

@@ -18,6 +18,7 @@ urlpatterns = [
     path("audit/create-counter/", views.create_counter),
     path("audit/nested/", include(([path("inner/", views.clean, name="inner")], "auditns"))),
     path("audit/duplicate/", views.duplicate_lookup),
+    path("audit/export.csv", views.streamed_export),
     path("orm/books/template/", views.orm_book_list_template),
     path("listings/", views.listing_search),
     path("async/listings/", views.async_listing_search),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
 
 from tests.testapp.models import Author, Book, Counter
@@ -102,3 +104,13 @@ def duplicate_lookup(request: HttpRequest) -> HttpResponse:
     first = Author.objects.filter(email="ada@private.example").count()
     second = Author.objects.filter(email="ada@private.example").count()
     return JsonResponse({"matches": first + second})
+
+
+def streamed_export(request: HttpRequest) -> StreamingHttpResponse:
+    """A CSV-style export whose rows query the author while the response streams."""
+
+    def rows() -> Iterator[str]:
+        for book in Book.objects.order_by("id"):
+            yield f"{book.title},{book.author.name}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")

@@ -190,12 +190,19 @@ def audit_page(
     threshold: int | None,
     rollback: bool,
 ) -> PageResult:
-    """Request one URL under ``capture()``; a page that raises becomes an ``error``."""
+    """Request one URL under ``capture()``; a page that raises becomes an ``error``.
+
+    A streaming response is read to the end inside the scope: exports that query row by
+    row while streaming are a classic place for an N+1.
+    """
     scope = capture(explain=explain, threshold=threshold)
     result = PageResult(url=url, report=scope.report)
     try:
         with _rolled_back(rollback), scope:
             response = client.get(url)
+            if response.streaming:
+                for _chunk in response.streaming_content:  # type: ignore[attr-defined]
+                    pass
         result.status = response.status_code
     except Exception as exc:
         result.error = _describe_error(exc)
