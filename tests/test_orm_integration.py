@@ -211,6 +211,18 @@ def test_async_fixed_is_clean(books):
     assert asyncio.run(_async_fixed()).nplusones == []
 
 
+async def _async_single(pk: int) -> Report:
+    async with capture() as report:
+        book = await Book.objects.aget(pk=pk)
+        await Author.objects.aget(pk=book.author_id)
+    return report
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_single_object_is_not_flagged(books):
+    assert asyncio.run(_async_single(books[0].pk)).nplusones == []
+
+
 # --------------------------------------------------------------------------- unused eager
 
 

@@ -357,3 +357,25 @@ def test_raw_sql_batched_is_clean(authors):
             ids,
         )
     assert report.nplusones == []
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(lambda a: list(a.book_set.filter(in_print=True)), id="refiltered"),
+        pytest.param(lambda a: a.book_set.aggregate(total=Sum("pages")), id="aggregate"),
+        pytest.param(lambda a: Book.objects.filter(author=a).update(pages=1), id="update"),
+        pytest.param(lambda a: a.delete(), id="delete"),
+    ],
+)
+def test_single_object_lookups_and_writes_are_not_flagged(authors, action):
+    with capture() as report:
+        author = Author.objects.prefetch_related("book_set").get(pk=authors[0].pk)
+        action(author)
+    assert report.nplusones == []
+
+
+def test_single_raw_statement_is_not_flagged(authors):
+    with capture() as report, connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM testapp_book WHERE author_id = %s", [authors[0].pk])
+    assert report.nplusones == []

@@ -347,3 +347,26 @@ def test_fetch_peers_fix_is_clean(library, make, access):
         for row in make().fetch_mode(models.FETCH_PEERS):
             access(row)
     assert report.nplusones == []
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        pytest.param(lambda r: r.book.author.name, id="chain"),
+        pytest.param(lambda r: r.book.comments.count(), id="generic-relation"),
+        pytest.param(lambda r: list(r.book.reviews.all()), id="reverse-fk-related-name"),
+    ],
+)
+def test_single_review_access_is_not_flagged(library, access):
+    with capture() as report:
+        review = Review.objects.order_by("id").first()
+        assert review is not None
+        access(review)
+    assert report.nplusones == []
+
+
+def test_single_partial_select_related_is_not_flagged(library):
+    with capture() as report:
+        book = Book.objects.select_related("author").get(pk=library[0].pk)
+        _ = book.author.profile.bio
+    assert report.nplusones == []
