@@ -113,6 +113,14 @@ def test_indexed_foreign_key_with_unindexed_sort_extends_the_foreign_key(listing
     assert finding.fields == ("owner", "listed")
 
 
+def test_first_and_last_on_a_foreign_key_are_not_reported(listings):
+    owner = listings[0].owner
+    with capture(explain=True) as report:
+        owner.listings.first()
+        owner.listings.last()
+    assert report.missing_indexes == [], str(report)
+
+
 def test_a_boolean_may_lead_a_composite_with_a_sort(listings):
     finding = only(explain(lambda: Listing.objects.filter(active=True).order_by("listed")[:5]))
     assert finding.columns == ("active", "listed")

@@ -316,7 +316,12 @@ class _Findings:
             ):
                 reasons.append("join without index")
                 columns = joins[:1]
-        if SORT in kinds and order and not columns:
+        if (
+            SORT in kinds
+            and order
+            and not columns
+            and not _pk_order_after_indexed_eq(model, eq, order, plain)
+        ):
             reasons.append("sort without index")
             columns = eq + [c for c, _ in order]
         if not columns:
@@ -370,6 +375,21 @@ def _sorted_alias(block: Block) -> tuple[str, list[tuple[str, bool]]] | None:
     if len(aliases) != 1 or "" in aliases:
         return None
     return aliases.pop(), [(c, d) for _, c, d in block.order_by]
+
+
+def _pk_order_after_indexed_eq(
+    model: type[models.Model],
+    eq: list[str],
+    order: list[tuple[str, bool]],
+    plain: list[tuple[str, ...]],
+) -> bool:
+    """``author.books.first()``: an indexed equality, then ORDER BY the primary key. MySQL
+    and SQLite indexes carry the primary key, so they need no sort; PostgreSQL sorts one
+    parent's rows. Not worth a warning on every ``.first()``."""
+    pk = model._meta.pk
+    if not eq or pk is None or [c for c, _ in order] != [pk.column]:
+        return False
+    return any(ix[: len(eq)] == tuple(eq) for ix in plain)
 
 
 def _served_by_named_index(signal: PlanSignal, indexes: list[ExistingIndex]) -> bool:
