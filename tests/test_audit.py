@@ -91,7 +91,11 @@ def test_streaming_responses_are_read_inside_the_scope(books):
 
 def test_async_views_are_audited(books):
     document = audit_json("/async/books/", "/async/books/fixed/")
-    assert page(document, "/async/books/")["report"]["nplusones"][0]["count"] == 5
+    [finding] = page(document, "/async/books/")["report"]["nplusones"]
+    assert finding["count"] == 5
+    # Requested through ASGI, so the awaiting line is found.
+    assert finding["callsite"].startswith("tests/testapp/views.py:")
+    assert finding["callsite"].endswith(" in async_book_list")
     assert page(document, "/async/books/fixed/")["report"]["nplusones"] == []
 
 
@@ -210,6 +214,17 @@ def test_a_page_that_raises_is_reported_and_the_audit_goes_on(books):
     output = audit("/boom/", "/books/")
     assert "GET /boom/ (error)" in output
     assert "Page raised ZeroDivisionError: view failed on its own" in output
+
+
+def test_async_pages_that_raise_are_reported_and_their_writes_rolled_back(books):
+    document = audit_json("/audit/async-counter/?fail=1", "/audit/async-counter/", "/books/")
+    failed = page(document, "/audit/async-counter/?fail=1")
+    assert failed["status"] is None
+    assert failed["error"].startswith("LookupError: async view failed on its own (at ")
+    assert "tests/testapp/views.py" in failed["error"]
+    assert page(document, "/audit/async-counter/")["status"] == 200
+    assert page(document, "/books/")["report"]["nplusones"][0]["count"] == 5
+    assert Counter.objects.count() == 0
 
 
 def test_missing_pages_are_reported_with_their_status(books):

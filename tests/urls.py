@@ -19,6 +19,7 @@ urlpatterns = [
     path("audit/nested/", include(([path("inner/", views.clean, name="inner")], "auditns"))),
     path("audit/duplicate/", views.duplicate_lookup),
     path("audit/export.csv", views.streamed_export),
+    path("audit/async-counter/", views.async_create_counter),
     path("orm/books/template/", views.orm_book_list_template),
     path("listings/", views.listing_search),
     path("async/listings/", views.async_listing_search),

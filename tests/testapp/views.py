@@ -114,3 +114,11 @@ def streamed_export(request: HttpRequest) -> StreamingHttpResponse:
             yield f"{book.title},{book.author.name}\n"
 
     return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+async def async_create_counter(request: HttpRequest) -> HttpResponse:
+    """An async GET view that writes, then fails: the audit reports it and rolls it back."""
+    await Counter.objects.acreate(name="async-hit")
+    if request.GET.get("fail"):
+        raise LookupError("async view failed on its own")
+    return JsonResponse({"counters": await Counter.objects.acount()})

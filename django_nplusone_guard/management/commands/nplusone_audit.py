@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections, transaction
-from django.test import Client
+from django.http import HttpResponseBase
+from django.test import AsyncClient, Client
 from django.test.utils import override_settings
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
@@ -192,22 +194,53 @@ def audit_page(
 ) -> PageResult:
     """Request one URL under ``capture()``; a page that raises becomes an ``error``.
 
-    A streaming response is read to the end inside the scope: exports that query row by
+    Async views are requested through the ASGI handler, with the scope opened in the
+    request's task: that is how they run in production, and how the recorder finds the
+    awaiting line of a query (under WSGI it runs in another thread's event loop). A
+    streaming response is read to the end inside the scope: exports that query row by
     row while streaming are a classic place for an N+1.
     """
     scope = capture(explain=explain, threshold=threshold)
     result = PageResult(url=url, report=scope.report)
     try:
-        with _rolled_back(rollback), scope:
-            response = client.get(url)
-            if response.streaming:
-                for _chunk in response.streaming_content:  # type: ignore[attr-defined]
-                    pass
+        with _rolled_back(rollback):
+            if _is_async_view(url):
+                response = async_to_sync(_get_async)(client, url, scope)
+            else:
+                with scope:
+                    response = client.get(url)
+                    if response.streaming:
+                        for _chunk in response.streaming_content:  # type: ignore[attr-defined]
+                            pass
         result.status = response.status_code
     except Exception as exc:
         result.error = _describe_error(exc)
         client.exc_info = None  # else the client re-raises it on the next request
     return result
+
+
+def _is_async_view(url: str) -> bool:
+    try:
+        match = resolve(urlsplit(url).path)
+    except Resolver404:
+        return False
+    return iscoroutinefunction(match.func)
+
+
+async def _get_async(client: Client, url: str, scope: capture) -> HttpResponseBase:
+    async_client = AsyncClient()
+    async_client.cookies = client.cookies  # the --user session
+    async with scope:
+        response = await async_client.get(url)
+        if response.streaming:
+            content: Any = response.streaming_content  # type: ignore[attr-defined]
+            if hasattr(content, "__aiter__"):
+                async for _chunk in content:
+                    pass
+            else:
+                for _chunk in content:
+                    pass
+    return response
 
 
 # --------------------------------------------------------------------------- the command
