@@ -275,7 +275,12 @@ class Command(BaseCommand):
             dest="all_routes",
             help="Also request every GET route that needs no URL arguments.",
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="Findings per page and a summary (text, the default), or one JSON document.",
+        )
         parser.add_argument(
             "--fail-on",
             default="",
