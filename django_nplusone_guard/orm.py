@@ -204,6 +204,8 @@ Site = tuple[CodeType, int]
 
 _user_codes: dict[int, tuple[CodeType, bool]] = {}
 _render_code: CodeType | None = None
+# asgiref's SyncToAsync.thread_handler: where a sync_to_async call enters its worker thread.
+_hop_code: CodeType | None = None
 
 
 def _is_user(frame: FrameType) -> bool:
@@ -219,23 +221,32 @@ def _is_user(frame: FrameType) -> bool:
 def _locate(scope: Scope) -> tuple[Site | None, Any]:
     """The first user frame above the hook, and the template node being rendered, if any.
 
-    Runs once per hooked call while a scope is active. Template nodes are spotted by an
-    identity check on ``Node.render_annotated``'s code; ``f_locals`` is read only there.
-    In a ``sync_to_async`` worker thread there are no user frames: like the recorder, fall
-    back to the awaiting task's coroutine chain.
+    Runs once per hooked call while a scope is active. It follows the recorder's rules, so
+    the site matches the call site of the statements the call runs: the walk ends at the
+    scope's base frame, and for a scope opened in async code at the point where
+    ``sync_to_async`` entered the thread; the rest is the awaiting task's coroutine chain.
+    Template nodes are spotted by an identity check on ``Node.render_annotated``'s code;
+    ``f_locals`` is read only there.
     """
     frame: FrameType | None = sys._getframe(2)
+    base = scope.base_frame
+    task = scope.task
     node = None
-    steps = 0
-    while frame is not None and steps < MAX_WALK:
-        if frame.f_code is _render_code:
+    for _ in range(MAX_WALK):
+        if frame is None:
+            break
+        code = frame.f_code
+        if code is _render_code:
             if node is None:
                 node = frame.f_locals.get("self")
+        elif code is _hop_code and task is not None:
+            break
         elif _is_user(frame):
-            return (frame.f_code, frame.f_lineno), node
+            return (code, frame.f_lineno), node
+        if frame is base:
+            break
         frame = frame.f_back
-        steps += 1
-    stack = _walk_task(scope.task)
+    stack = _walk_task(task) if task is not None else ()
     return ((stack[0], stack[1]) if stack else None), node
 
 
@@ -321,6 +332,7 @@ class _Event:
         "eager",
         "kind",
         "model",
+        "nested",
         "node",
         "origin",
         "relation",
@@ -332,6 +344,7 @@ class _Event:
     def __init__(self, kind: str, scope: Scope, model: type[models.Model] | None) -> None:
         self.seq = next(_sequence)
         self.kind = kind
+        self.nested = _active.get() is not None  # inside a write's signal handlers
         self.site, self.node = _locate(scope)
         self.model = model
         self.relation: _Relation | None = None
@@ -717,16 +730,18 @@ def _patch(owner: Any, name: str, make: Wrap) -> None:
 
 def install() -> None:
     """Wrap the ORM entry points once (idempotent). Called from ``AppConfig.ready``."""
-    global _render_code
+    global _render_code, _hop_code
     with _install_lock:
         if _originals:
             return
+        from asgiref.sync import SyncToAsync
         from django.contrib.contenttypes import fields as generic
         from django.contrib.contenttypes.fields import GenericForeignKey
         from django.db.models.fields import related_descriptors as rd
         from django.template.base import Node
 
         _render_code = Node.render_annotated.__code__
+        _hop_code = SyncToAsync.thread_handler.__code__
         qs = models.QuerySet
         _patch(qs, "_fetch_all", _fetch_all)
         for kind, name in (
@@ -918,8 +933,20 @@ def _lookup_fix(event: _Event, name: str) -> str:
     keys = [d for d in detail if isinstance(d, str)]
     pk = model._meta.pk if model is not None else None
     fks = [t for t in targets if getattr(t, "many_to_one", False)]
-    if event.kind in ("count", "exists", "aggregate") and len(fks) == 1:
-        fk = fks[0]
+    # Only a foreign key on the queried model itself spells the reverse lookup; one reached
+    # through a join (``filter(book__author=a)``) does not say how.
+    direct = [fk for fk in fks if model is not None and fk.model is model]
+    if event.kind in ("count", "exists", "aggregate") and fks and not direct:
+        parent = fks[0].related_model.__name__
+        lower = name.lower()
+        if event.kind == "exists":
+            return (
+                f"{parent}.objects.annotate(has_{lower}=Exists("
+                f'{name}.objects.filter(<path to {parent}>=OuterRef("pk"))))'
+            )
+        return f'{parent}.objects.annotate({lower}_count=Count("<path to {name}>"))'
+    if event.kind in ("count", "exists", "aggregate") and len(direct) == 1:
+        fk = direct[0]
         query_name = fk.related_query_name()
         parent = fk.related_model.__name__
         if event.kind == "count":
@@ -1003,18 +1030,20 @@ def _events_by_record(scope: Scope) -> dict[int, _Event]:
     return best
 
 
-def _parent_site(scope: Scope, site: Site | None, first_index: int) -> Site | None:
+def _parent_site(scope: Scope, stack: tuple[Any, ...], first_index: int) -> Site | None:
     """For loops with no instance to follow (``get`` in a loop, raw SQL, writes): the last
-    queryset evaluated in the same function, before the loop and on another line."""
+    queryset evaluated, before the first repeated statement, in a function on the
+    statements' stack (possibly on the same line: a one-line comprehension iterates and
+    loops on one line)."""
     log: OrmLog | None = scope.orm
-    if log is None or site is None:
+    if log is None or not stack:
         return None
+    codes = {id(stack[i]) for i in range(0, len(stack), 2)}
     found: tuple[int, Site] | None = None
     for event, _start, end in log.spans:
-        if event.kind != "fetch" or event.site is None or end > first_index:
+        if event.kind != "fetch" or event.nested or event.site is None or end > first_index:
             continue
-        same_function = event.site[0] is site[0] and event.site[1] != site[1]
-        if same_function and (found is None or end >= found[0]):
+        if id(event.site[0]) in codes and (found is None or end >= found[0]):
             found = (end, event.site)
     return found[1] if found else None
 
@@ -1044,7 +1073,6 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     for group, finding in zip(groups, findings, strict=True):
         events = [by_record[id(r)] for r in group.records if id(r) in by_record]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
-        site: Site | None = (group.stack[0], group.stack[1]) if len(group.stack) >= 2 else None
         if events:
             signature = Counter(signature_of(e) for e in events).most_common(1)[0][0]
             event = next(e for e in events if signature_of(e) == signature)
@@ -1061,11 +1089,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
                 # A cascade's SELECTs belong to the same write as its DELETEs.
                 finding.kind = "write"
             finding.suggestion = cause.suggestion
-            parent = cause.parent_site or _parent_site(scope, site, first_index)
+            parent = cause.parent_site or _parent_site(scope, group.stack, first_index)
         else:
             sql = group.records[0][SQL] if group.records else ""
             finding.suggestion = _raw_fix(str(sql), group.alias, group.fp.verb)
-            parent = _parent_site(scope, site, first_index)
+            parent = _parent_site(scope, group.stack, first_index)
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
     return _merge(findings)

@@ -10,9 +10,9 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Sum
 
 from django_nplusone_guard import capture
-from tests.factories import AuthorFactory, BookFactory
-from tests.orm_expect import only_nplusone, site
-from tests.testapp.models import Author, Book, Counter, Tag
+from tests.factories import AuthorFactory, BookFactory, ReviewFactory
+from tests.orm_expect import line_of, only_nplusone, site
+from tests.testapp.models import Author, Book, Counter, Review, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -379,3 +379,28 @@ def test_single_raw_statement_is_not_flagged(authors):
     with capture() as report, connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM testapp_book WHERE author_id = %s", [authors[0].pk])
     assert report.nplusones == []
+
+
+def test_one_line_comprehension_has_its_parent_on_the_same_line(authors):
+    with capture() as report:
+        _ = [Book.objects.filter(author=a).count() for a in Author.objects.all()]  # comp
+    finding = only_nplusone(report)
+    line = f"tests/test_orm_queries.py:{line_of(__file__, 'comp')} in "
+    assert finding.callsite.startswith(line)
+    # 3.11 iterates the queryset in the function and loops in <listcomp>; 3.12 inlines.
+    assert finding.parent_callsite is not None
+    assert finding.parent_callsite.startswith(line)
+
+
+def test_exists_through_a_join_does_not_guess_the_path(authors):
+    for book in Book.objects.all():
+        ReviewFactory(book=book)
+    with capture() as report:
+        for author in Author.objects.order_by("id"):
+            Review.objects.filter(book__author=author).exists()  # join-exists
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Review"
+    assert finding.suggestion == (
+        "Author.objects.annotate(has_review=Exists("
+        'Review.objects.filter(<path to Author>=OuterRef("pk"))))'
+    )
