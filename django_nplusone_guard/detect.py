@@ -63,6 +63,11 @@ def render_stack(stack: tuple[Any, ...]) -> list[str]:
     return [render_frame(stack[i], stack[i + 1]) for i in range(0, len(stack), 2)]
 
 
+#: Longer statements are not EXPLAINed: generated SQL that size (tens of thousands of IN
+#: values) takes seconds to parse for a plan a shorter twin of it would show just as well.
+MAX_EXPLAINED_SQL_CHARS = 64 * 1024
+
+
 class Budget:
     """The time analysis of one scope may take (``ANALYSIS_BUDGET_MS``).
 
@@ -229,7 +234,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         from .explain import find_missing_indexes
 
         missing = find_missing_indexes(
-            groups.values(),
+            (g for g in groups.values() if len(g.sample_sql) <= MAX_EXPLAINED_SQL_CHARS),
             rendered,
             should_stop=lambda: budget.stop(
                 report, "EXPLAIN was skipped for the remaining statements"

@@ -281,8 +281,11 @@ def _scalar(value: Any) -> Any:
 
 
 def shorten_sql(sql: str, limit: int = SQL_PREVIEW_CHARS) -> str:
+    """One line of at most ``limit`` characters, always encodable as UTF-8: a lone
+    surrogate in SQL text would make a log handler drop the whole message."""
     flat = " ".join(sql.split()) if len(sql) < 20 * limit else " ".join(sql[: 20 * limit].split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    short = flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    return short.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # A quoted SQL string literal, E'...' and N'...' included; unbalanced quotes run to the end.
