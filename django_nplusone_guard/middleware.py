@@ -23,7 +23,13 @@ from .capture import capture, log_internal_error
 from .exceptions import NPlusOneDetected, NPlusOneWarning
 from .report import Report, format_finding
 
-__all__ = ["NPlusOneGuardMiddleware", "act", "join_request_capture", "leave_request_capture"]
+__all__ = [
+    "NPlusOneGuardMiddleware",
+    "act",
+    "analyse_from_async",
+    "join_request_capture",
+    "leave_request_capture",
+]
 
 logger = logging.getLogger("django_nplusone_guard")
 
@@ -74,10 +80,7 @@ class NPlusOneGuardMiddleware:
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
-            if scope.explain:
-                await sync_to_async(scope.analyse)()
-            else:
-                scope.analyse()
+            await analyse_from_async(scope)
         return _finish(request, response, scope)
 
 
@@ -122,6 +125,15 @@ def join_request_capture(request: HttpRequest, frame: Any) -> capture:
         setattr(request, CAPTURE_ATTR, scope)
         setattr(request, REQUEST_ATTR, scope.report)
     return scope
+
+
+async def analyse_from_async(scope: capture) -> None:
+    """``scope.analyse()`` for async front doors: EXPLAIN talks to the database, which is
+    only allowed from sync code."""
+    if scope.explain:
+        await sync_to_async(scope.analyse)()
+    else:
+        scope.analyse()
 
 
 def leave_request_capture(request: HttpRequest, scope: capture) -> bool:

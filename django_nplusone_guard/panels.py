@@ -23,7 +23,6 @@ from inspect import iscoroutine
 from typing import Any
 
 import sqlparse
-from asgiref.sync import sync_to_async
 from debug_toolbar.panels import Panel
 from django.http import HttpRequest, HttpResponseBase
 from django.template.loader import render_to_string
@@ -32,7 +31,7 @@ from django.utils.safestring import SafeString, mark_safe
 from sqlparse import tokens
 
 from .capture import capture, log_internal_error
-from .middleware import join_request_capture, leave_request_capture
+from .middleware import analyse_from_async, join_request_capture, leave_request_capture
 from .report import Finding, Report, format_finding
 
 __all__ = ["NPlusOnePanel", "format_sql"]
@@ -86,11 +85,7 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
-            if scope.explain:
-                # EXPLAIN talks to the database, which is only allowed from sync code.
-                await sync_to_async(scope.analyse)()
-            else:
-                scope.analyse()
+            await analyse_from_async(scope)
         self._capture = scope
         return result
 
@@ -156,23 +151,39 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
     @property
     def content(self) -> SafeString:
         report = Report.from_dict(self._stored())
+        nplusones = [
+            _finding_context(f)
+            for f in sorted(report.nplusones, key=lambda f: (-f.count, -f.total_time_ms))
+        ]
+        missing_indexes = [
+            _finding_context(f)
+            for f in sorted(report.missing_indexes, key=lambda f: -(f.rows_estimate or 0))
+        ]
+        duplicates = [
+            _finding_context(f)
+            for f in sorted(report.duplicates, key=lambda f: (-f.count, -f.total_time_ms))
+        ]
         context = {
             "report": report,
             "stylesheet": static("django_nplusone_guard/css/panel.css"),
-            "nplusones": [
-                _finding_context(f)
-                for f in sorted(report.nplusones, key=lambda f: (-f.count, -f.total_time_ms))
-            ],
-            "missing_indexes": [
-                _finding_context(f)
-                for f in sorted(report.missing_indexes, key=lambda f: -(f.rows_estimate or 0))
-            ],
-            "duplicates": [
-                _finding_context(f)
-                for f in sorted(report.duplicates, key=lambda f: (-f.count, -f.total_time_ms))
+            "nplusones": nplusones,
+            "missing_indexes": missing_indexes,
+            "duplicates": duplicates,
+            # Grouped by kind, in the order a developer should fix them.
+            "groups": [
+                _group("djng-nplusones", "N+1 queries", "nplusone", nplusones),
+                _group(
+                    "djng-missing-indexes", "Missing indexes", "missing_index", missing_indexes
+                ),
+                _group("djng-duplicates", "Duplicate queries", "duplicate", duplicates),
             ],
         }
         return render_to_string(self.template, context)
+
+
+def _group(html_id: str, heading: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    template = f"django_nplusone_guard/findings/{kind}.html"
+    return {"id": html_id, "heading": heading, "template": template, "items": items}
 
 
 def _finding_context(finding: Finding) -> dict[str, Any]:
