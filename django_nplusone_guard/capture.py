@@ -180,6 +180,7 @@ def active_scope() -> Scope | None:
 # Library frames are 0 so the walk skips them with one truth test; unknown ones get _UNKNOWN.
 _LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
 _CONNECT = 4
+_HOP = 5
 # Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
 # a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
@@ -195,6 +196,10 @@ _batch_codes: set[CodeType] = set()
 # this, MySQL's ``SET SQL_AUTO_IS_NULL = 0`` would count in every request after the first
 # on a reused thread.
 _connect_codes: set[CodeType] = set()
+# asgiref's ``SyncToAsync.thread_handler``: where a ``sync_to_async`` call enters its worker
+# thread. Frames below it belong to whoever that thread was doing before (the sync caller of
+# ``async_to_sync``, e.g. a test runner), not to the coroutine that awaited the query.
+_hop_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
 
@@ -230,6 +235,8 @@ def _classify(frame: FrameType) -> int:
         kind = _BATCH
     elif code in _connect_codes:
         kind = _CONNECT
+    elif code in _hop_codes:
+        kind = _HOP
     else:
         module = frame.f_globals.get("__name__") or ""
         filename = code.co_filename
@@ -251,18 +258,23 @@ def _classify(frame: FrameType) -> int:
     return kind
 
 
-def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, ...] | None, Any]:
+def _walk(
+    frame: FrameType | None, base: FrameType | None, async_scope: bool = False
+) -> tuple[tuple[Any, ...] | None, Any, bool]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
-    run while a connection is being set up.
+    run while a connection is being set up. For a scope opened in async code
+    (``async_scope``) the walk stops where ``sync_to_async`` entered the thread and says so
+    (third item): the rest of the call site is in the awaiting task.
 
     This loop runs for every frame of every query (often 20-60 frames), so it is written for
     speed: one dict lookup by ``id`` per frame, and library frames fall through one test.
     """
     stack: list[Any] = []
     batch = None
+    hopped = False
     if frame is None:
-        return (), None
+        return (), None, False
     kind_of = _frame_kinds.get
     for _ in range(MAX_WALK):
         code = frame.f_code
@@ -285,13 +297,16 @@ def _walk(frame: FrameType | None, base: FrameType | None) -> tuple[tuple[Any, .
             elif kind == _BATCH and not stack:
                 batch = frame
             elif kind == _CONNECT:
-                return None, None
+                return None, None, False
+            elif kind == _HOP and async_scope:
+                hopped = True
+                break
         if frame is base:
             break
         frame = frame.f_back
         if frame is None:
             break
-    return tuple(stack), batch
+    return tuple(stack), batch, hopped
 
 
 def _task_frames(task: asyncio.Task[Any]) -> list[FrameType] | None:
@@ -381,11 +396,12 @@ def _execute_wrapper(
 
 def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duration: float) -> None:
     # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
-    stack, batch = _walk(sys._getframe(2), scope.base_frame)
+    task = scope.task
+    stack, batch, hopped = _walk(sys._getframe(2), scope.base_frame, task is not None)
     if stack is None:
         return
-    if not stack and scope.task is not None:
-        stack = _walk_task(scope.task)
+    if task is not None and (hopped or not stack):
+        stack = (stack + _walk_task(task))[: 2 * MAX_USER_FRAMES]
     call = next(_call_ids) if batch is None else scope.call_id(stack, batch)
     record: Record = (alias, sql, params, many, duration, stack, call, False)
     node: Scope | None = scope
@@ -420,7 +436,10 @@ def install() -> None:
     global _installed
     with _install_lock:
         if not _installed:
+            from asgiref.sync import SyncToAsync
             from django.db.models import deletion, query
+
+            _hop_codes.add(SyncToAsync.thread_handler.__code__)
 
             _batch_codes.update(
                 {

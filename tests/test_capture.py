@@ -259,3 +259,26 @@ def _line_of(marker: str) -> int:
 
 def _qualname(func: str) -> str:
     return f"test_sync_to_async_threads_and_async_orm_are_captured.<locals>.{func}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_callsite_is_the_awaiting_line_not_the_sync_caller():
+    """Under async_to_sync (Django's async TestCase, ASGI servers), sync_to_async runs the
+    query back in the calling thread, whose stack ends in the sync caller's line."""
+    from asgiref.sync import async_to_sync
+
+    BookFactory.create_batch(3)
+
+    async def view() -> None:
+        async with capture() as report:
+            async for book in Book.objects.order_by("id"):
+                await Author.objects.aget(pk=book.author_id)  # hop-line
+        results.append(report)
+
+    results: list = []
+    async_to_sync(view)()  # the sync caller
+    [finding] = results[0].nplusones
+    line = _line_of("# hop-line")
+    assert finding.callsite.startswith(f"tests/test_capture.py:{line} ")
+    caller = f"tests/test_capture.py:{_line_of('# the sync caller')} "
+    assert not any(frame.startswith(caller) for frame in finding.stack)
