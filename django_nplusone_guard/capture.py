@@ -58,8 +58,10 @@ MAX_OVERFLOW_KEYS = 1_000
 #: template engines would otherwise be kept alive forever).
 MAX_FRAME_KINDS = 20_000
 #: How long a ``sync_to_async`` worker waits for its task to suspend before giving up on the
-#: call site (see :func:`_walk_task`).
-TASK_SETTLE_SECONDS = 0.005
+#: call site (see :func:`_walk_task`). The wait is normally microseconds; on a loaded machine
+#: the event loop thread can be descheduled for several of the GIL's 5 ms switch intervals,
+#: and losing the call site would split one N+1 into two findings.
+TASK_SETTLE_SECONDS = 0.05
 
 # Record layout, a plain tuple because it is built once per query on the hot path.
 ALIAS: Final = 0
