@@ -266,11 +266,15 @@ def test_wrong_parameter_counts_get_the_databases_own_answer(sql):
 def test_executemany_with_many_rows_is_one_record_and_the_rows_all_arrive():
     rows = ((f"row-{i}", i) for i in range(20_000))  # a generator: the guard must not eat it
     with capture(explain=True) as report, connection.cursor() as cursor:
-        cursor.executemany("INSERT INTO testapp_counter (name, n) VALUES (%s, %s)", rows)
+        cursor.executemany(
+            "INSERT INTO testapp_counter (name, n) VALUES (%s, %s)",
+            rows,  # type: ignore[arg-type]  # drivers take any iterable
+        )
     assert Counter.objects.count() == 20_000
     [query] = report.queries
     assert query.many is True
-    assert report.nplusones == report.duplicates == []
+    assert report.nplusones == []
+    assert report.duplicates == []
     check_output(report)
     assert report.to_dict()["queries"][0]["params"] in ("<rows>", "<20000 rows>")
 
@@ -295,7 +299,8 @@ def test_server_side_cursor_iteration(in_transaction):
     assert total == sum(range(2_500))
     selects = [q for q in report.queries if q.sql.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1
-    assert report.nplusones == report.duplicates == []
+    assert report.nplusones == []
+    assert report.duplicates == []
     check_output(report)
 
 
