@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection, models
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -17,8 +18,8 @@ from django.db.models.functions import Upper
 from django_nplusone_guard import capture
 from django_nplusone_guard.explain import clear_cache
 from django_nplusone_guard.report import MissingIndex, Report
-from tests.factories import AuthorFactory, ListingFactory
-from tests.testapp.models import Author, Listing
+from tests.factories import AuthorFactory, ListingFactory, ReviewFactory
+from tests.testapp.models import Author, Listing, Review
 
 QuerySetFactory = Callable[[], Any]
 
@@ -141,6 +142,18 @@ def test_filter_on_joined_table_is_reported_whichever_side_drives_the_join(db, r
     ListingFactory.create_batch(rows, owner=owner)
     finding = only(explain(lambda: Listing.objects.filter(owner__email="x@example.com")))
     assert (finding.model, finding.columns) == ("testapp.Author", ("email",))
+
+
+def test_filter_two_joins_away_is_reported_on_its_model(db):
+    ReviewFactory.create_batch(3)
+    finding = only(explain(lambda: Review.objects.filter(book__author__name="Author 1")))
+    assert (finding.model, finding.columns) == ("testapp.Author", ("name",))
+
+
+def test_a_composite_led_by_the_join_column_serves_the_filter(db):
+    # auth.Permission has unique_together (content_type, codename).
+    report = explain(lambda: Permission.objects.filter(content_type__app_label="x", codename="y"))
+    assert report.missing_indexes == [], str(report)
 
 
 def test_filter_in_a_subquery_is_reported_on_its_model(listings):

@@ -241,7 +241,8 @@ class _Findings:
         reads: list[PlanSignal] = []
         for signal in signals:
             alias = signal.alias
-            if signal.kind == READ:
+            if signal.kind == READ or (signal.kind == SCAN and not self._filters(alias)):
+                # SQLite says SCAN whether or not the table has a condition of its own.
                 reads.append(signal)
                 continue
             if signal.kind == SORT:
@@ -266,6 +267,13 @@ class _Findings:
                 if finding is not None:
                     findings.append(finding)
         return findings
+
+    def _filters(self, alias: str) -> bool:
+        uses_prefix = self.backend.prefix_like_uses_btree
+        return any(
+            p.kind in (EQ, RANGE) or (p.kind == PREFIX and uses_prefix)
+            for p in self.statement.predicates_for(alias)
+        )
 
     def finding(
         self,
@@ -305,7 +313,7 @@ class _Findings:
         columns: list[str] = []
         if kinds & {SCAN, JOIN_SCAN}:
             filtered = eq + ranges
-            if filtered and not any(ix[0] in filtered for ix in plain):
+            if filtered and not any(_serves(ix, filtered, joins) for ix in plain):
                 reasons.append("full scan")
                 columns = eq + ([c for c, _ in order] if order else ranges[:1])
             elif (
@@ -375,6 +383,15 @@ def _sorted_alias(block: Block) -> tuple[str, list[tuple[str, bool]]] | None:
     if len(aliases) != 1 or "" in aliases:
         return None
     return aliases.pop(), [(c, d) for _, c, d in block.order_by]
+
+
+def _serves(index: tuple[str, ...], filtered: list[str], joins: list[str]) -> bool:
+    """An index can serve a filter when it starts with a filtered column, or with a join
+    column followed by one (``unique_together = [("content_type", "codename")]`` serves
+    ``filter(content_type__app_label=..., codename=...)`` through a nested loop)."""
+    if index[0] in filtered:
+        return True
+    return index[0] in joins and any(c in filtered for c in index[1:])
 
 
 def _pk_order_after_indexed_eq(
