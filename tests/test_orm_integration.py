@@ -420,3 +420,37 @@ def test_usage_hooks_are_installed_only_while_unused_eager_is_on(settings):
     assert hooked()
     settings.NPLUSONE_GUARD = {"ENABLED": True}
     assert not hooked()
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+def test_drf_generic_view_through_the_middleware(books):
+    response = Client().get("/orm/api/authors/")
+    assert response.status_code == 200
+    report = response.wsgi_request.nplusone_guard_report  # type: ignore[attr-defined]
+    finding = only_nplusone(report)
+    # No user code is on the stack inside a generic view: the relation and the fix still are.
+    assert finding.relation == "testapp.Author.book_set"
+    assert finding.suggestion == '.prefetch_related("book_set")'
+    fixed = Client().get("/orm/api/authors/fixed/")
+    assert fixed.wsgi_request.nplusone_guard_report.nplusones == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_view_through_the_middleware(books):
+    from django.test import AsyncClient
+
+    from tests.testapp import views
+
+    # An ASGI request on a running loop, as under uvicorn/daphne: the ORM calls run in
+    # sync_to_async's worker thread and the call site comes from the view's coroutine.
+    response = asyncio.run(AsyncClient().get("/async/books/"))
+    assert response.status_code == 200
+    report = response.asgi_request.nplusone_guard_report  # type: ignore[attr-defined]
+    finding = only_nplusone(report)
+    views_file = views.__file__
+    assert finding.relation == "testapp.Author"
+    assert finding.callsite == site(views_file, "async-aget", "async_book_list")
+    assert finding.parent_callsite == site(views_file, "async-for", "async_book_list")
+    assert finding.suggestion.startswith("Author.objects.in_bulk(ids)")

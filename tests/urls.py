@@ -21,6 +21,8 @@ urlpatterns = [
     path("audit/export.csv", views.streamed_export),
     path("audit/async-counter/", views.async_create_counter),
     path("orm/books/template/", views.orm_book_list_template),
+    path("orm/api/authors/", views.orm_author_api),
+    path("orm/api/authors/fixed/", views.orm_author_api_fixed),
     path("listings/", views.listing_search),
     path("async/listings/", views.async_listing_search),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
@@ -24,8 +25,8 @@ def book_list_fixed(request: HttpRequest) -> HttpResponse:
 
 async def async_book_list(request: HttpRequest) -> HttpResponse:
     names = []
-    async for book in Book.objects.order_by("id"):
-        author = await Author.objects.aget(pk=book.author_id)
+    async for book in Book.objects.order_by("id"):  # async-for
+        author = await Author.objects.aget(pk=book.author_id)  # async-aget
         names.append(author.name)
     return JsonResponse({"authors": names})
 
@@ -122,3 +123,32 @@ async def async_create_counter(request: HttpRequest) -> HttpResponse:
     if request.GET.get("fail"):
         raise LookupError("async view failed on its own")
     return JsonResponse({"counters": await Counter.objects.acount()})
+
+
+def _author_list_api() -> tuple[Any, Any]:
+    """A DRF generic view with a nested ``many=True`` serializer, and its fixed twin."""
+    from rest_framework import generics, serializers
+
+    class BookTitle(serializers.ModelSerializer):
+        class Meta:
+            model = Book
+            fields = ["id", "title"]
+
+    class AuthorWithBooks(serializers.ModelSerializer):
+        books = BookTitle(many=True, source="book_set")
+
+        class Meta:
+            model = Author
+            fields = ["id", "name", "books"]
+
+    class AuthorList(generics.ListAPIView):  # type: ignore[type-arg]
+        queryset = Author.objects.order_by("id")
+        serializer_class = AuthorWithBooks
+
+    class AuthorListFixed(AuthorList):
+        queryset = Author.objects.prefetch_related("book_set").order_by("id")
+
+    return AuthorList.as_view(), AuthorListFixed.as_view()
+
+
+orm_author_api, orm_author_api_fixed = _author_list_api()
