@@ -141,7 +141,7 @@ def _author_list_api() -> tuple[Any, Any]:
             model = Author
             fields = ["id", "name", "books"]
 
-    class AuthorList(generics.ListAPIView):  # type: ignore[type-arg]
+    class AuthorList(generics.ListAPIView):
         queryset = Author.objects.order_by("id")
         serializer_class = AuthorWithBooks
 
