@@ -13,11 +13,14 @@ How it knows
 the forward related descriptors' ``get_object`` (only called on a cache miss), generic
 foreign keys, ``Model.refresh_from_db`` (how deferred fields load), ``Model.save_base`` and
 ``Model.delete``, and the ``QuerySet`` methods that run SQL (``_fetch_all``, ``get``,
-``count``, ``exists``, ``aggregate``, ``update``, ``delete``, ``create``). With no capture
-scope active each wrapper costs one ``ContextVar.get()`` and a call. With a scope active it
-records an :class:`_Event` (what ran, from which user line, in which template node) and the
-slice of the scope's records that ran inside it; the statement records themselves are not
-touched, so the execute wrapper's hot path is unchanged.
+``count``, ``exists``, ``aggregate``, ``update``, ``delete``, ``create``), plus the factory
+of generic-relation managers. With no capture scope active each wrapper costs one
+``ContextVar.get()`` and a call. With a scope active, a call made by user code records an
+:class:`_Event` (what ran, from which user line, in which template node) and the slice of
+the scope's records that ran inside it; calls Django makes while serving it (``get`` ->
+``_fetch_all``) record nothing. The statement records themselves are not touched, so the
+execute wrapper's hot path is unchanged. Only with ``REPORT_UNUSED_EAGER`` on are the
+related descriptors' ``__get__`` wrapped too, to see which eager loads were used.
 
 Which queryset an instance came from (for ``parent_callsite`` and for paths such as
 ``select_related("book__author")``) is kept in a module-level ``WeakKeyDictionary`` keyed by
