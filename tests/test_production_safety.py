@@ -147,7 +147,9 @@ def test_w002_when_the_middleware_runs_without_the_app(settings):
     assert message.id == "django_nplusone_guard.W002"
     assert message.level == checks.WARNING
     assert "INSTALLED_APPS" in (message.hint or "")
-    assert "django_nplusone_guard.W002" in _ids(checks.run_checks())
+    assert "django_nplusone_guard.W002" in _ids(
+        checks.run_checks(tags=[checks.Tags.compatibility])
+    )
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "nplusone" not in m]
     assert check_app_installed() == []
 
