@@ -6,6 +6,8 @@ import re
 
 import pytest
 from django.db.models import Q
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from django_nplusone_guard.explain.base import MAX_INDEX_NAME, index_name
 from django_nplusone_guard.explain.sql import (
@@ -18,6 +20,7 @@ from django_nplusone_guard.explain.sql import (
     PATTERN,
     PREFIX,
     RANGE,
+    _parse,
     parse_statement,
 )
 from tests.testapp.models import Listing
@@ -153,3 +156,52 @@ def test_index_names_are_valid_and_at_most_30_characters():
     assert re.fullmatch(r"[a-z][a-z0-9_]*", long)
     assert long != index_name("averyveryverylongmodelname", ["first_long_field", "third"])
     assert index_name("9lives", ["x"]).startswith("ix_")
+
+
+_SQL_WORDS = [
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "BETWEEN",
+    "ORDER",
+    "BY",
+    "LIMIT",
+    "(",
+    ")",
+    ",",
+    ".",
+    ";",
+    "=",
+    "<",
+    ">",
+    "%s",
+    '"t"',
+    '"c"',
+    "`x`",
+    "'a'",
+    "1",
+    "::text",
+    "IS",
+    "NULL",
+    "JOIN",
+    "ON",
+    "T3",
+    "U0",
+    "UPPER",
+    "ESCAPE",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_SQL_WORDS), max_size=40).map(" ".join),
+    st.lists(st.one_of(st.none(), st.text(max_size=3), st.integers()), max_size=5),
+)
+def test_the_reader_itself_never_raises_on_sql_like_noise(sql, params):
+    # parse_statement() also guards with a catch-all; this checks the reader needs none.
+    _parse(sql, params)
