@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,14 @@ window.addEventListener("error", (event) => window.__problems.push(String(event.
 """
 
 
-def _screenshot_path() -> Path:
+@contextmanager
+def _screenshot_path() -> Iterator[Path]:
     configured = os.environ.get("NPLUSONE_GUARD_SCREENSHOT")
     if configured:
-        return Path(configured)
-    return Path(tempfile.mkdtemp(prefix="nplusone-guard-")) / "panel.png"
+        yield Path(configured)
+        return
+    with tempfile.TemporaryDirectory(prefix="nplusone-guard-") as directory:
+        yield Path(directory) / "panel.png"
 
 
 @override_settings(
@@ -91,8 +96,10 @@ class PanelInChromiumTests(StaticLiveServerTestCase):
                 browser.close()
 
     def test_panel_shows_the_relation_and_the_fix(self) -> None:
-        screenshot = _screenshot_path()
+        with _screenshot_path() as screenshot:
+            self._check_relation_and_fix(screenshot)
 
+    def _check_relation_and_fix(self, screenshot: Path) -> None:
         def check(page: Any) -> None:
             self._open_panel(page, "/library/")
             nplusones = page.locator("#djng-nplusones")
