@@ -170,24 +170,13 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
                     f"{len(scope.records) - index} of {scope.count} "
                     "statements were counted but not analysed",
                 )
-            queries.append(_unanalysed(record, sql, rendered.get(stack) or []))
+            queries.append(_captured(record, sql, rendered.get(stack) or []))
             continue
         fp = fingerprint(sql)
         frames = rendered.get(stack)
         if frames is None:
             frames = rendered[stack] = render_stack(stack)
-        queries.append(
-            CapturedQuery(
-                alias=record[ALIAS],
-                sql=sql,
-                params=record[PARAMS],
-                many=record[MANY],
-                duration_ms=record[DURATION] * 1000,
-                callsite=frames[0] if frames else "unknown",
-                stack=frames,
-                fingerprint=fp.key,
-            )
-        )
+        queries.append(_captured(record, sql, frames, fp.key))
         if record[IGNORED] or fp.is_transaction_control:
             continue
         key = (record[ALIAS], fp.key, stack)
@@ -265,7 +254,8 @@ def _attribute(
     return attributed
 
 
-def _unanalysed(record: Record, sql: str, frames: list[str]) -> CapturedQuery:
+def _captured(record: Record, sql: str, frames: list[str], key: str = "") -> CapturedQuery:
+    """``key`` stays empty for statements the analysis budget left unanalysed."""
     return CapturedQuery(
         alias=record[ALIAS],
         sql=sql,
@@ -274,6 +264,7 @@ def _unanalysed(record: Record, sql: str, frames: list[str]) -> CapturedQuery:
         duration_ms=record[DURATION] * 1000,
         callsite=frames[0] if frames else "unknown",
         stack=frames,
+        fingerprint=key,
     )
 
 
