@@ -147,3 +147,12 @@ class PanelInChromiumTests(StaticLiveServerTestCase):
             assert copied.startswith("N+1 query on " + RELATION), copied
 
         self._browse(check)
+
+    @override_settings(DEBUG_TOOLBAR_CONFIG=toolbar_settings.toolbar_config(RENDER_PANELS=True))
+    def test_panel_rendered_with_the_page(self) -> None:
+        def check(page: Any) -> None:
+            self._open_panel(page, "/books/")
+            assert page.locator(".djng-relation").first.inner_text() == RELATION
+            expect(page.locator(".djng-finding").first).to_have_css("border-left-width", "5px")
+
+        self._browse(check)
