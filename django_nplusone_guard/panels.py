@@ -90,7 +90,12 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
         return result
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        report = self._capture.report if self._capture is not None else Report()
+        if self._capture is not None:
+            report = self._capture.report
+        else:
+            report = Report(
+                errors=["this request was not recorded (see the django_nplusone_guard log)"]
+            )
         # The SQL panel already keeps every statement; the findings are what this panel adds.
         # Dropping ``queries`` keeps the stored JSON small and ``generate_stats`` cheap.
         findings_only = dataclasses.replace(report, queries=[])
@@ -122,6 +127,8 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
             parts.append(f"{indexes} index")
         if duplicates:
             parts.append(f"{duplicates} dup")
+        if self._stored().get("errors"):
+            parts.append("incomplete")  # never "clean" when the analysis could not finish
         return " · ".join(parts) or "clean"
 
     @property

@@ -484,3 +484,24 @@ def test_sql_sqlparse_refuses_is_shown_as_it_ran():
     sql = "SELECT " + "(" * 300 + "1" + ")" * 300  # deeper than sqlparse's grouping limit
     assert len(sql) < SQL_REINDENT_LIMIT
     assert format_sql(sql) == "<strong>SELECT</strong> " + "(" * 300 + "1" + ")" * 300
+
+
+def test_a_request_the_panel_could_not_record_is_not_called_clean(
+    toolbar_on, five_books, monkeypatch
+):
+    def broken(request, frame):
+        raise RuntimeError("capture failed")
+
+    toolbar_on.MIDDLEWARE = [m for m in toolbar_settings.MIDDLEWARE if "Guard" not in m]
+    monkeypatch.setattr("django_nplusone_guard.panels.join_request_capture", broken)
+    response = Client().get("/books/")
+    assert response.status_code == 200  # the page itself is untouched
+    assert _subtitle(response) == "incomplete"
+    content = _render_panel(Client(), _request_id(response))["content"]
+    assert "this request was not recorded" in content
+
+
+def test_analysis_errors_are_shown(toolbar_on):
+    panel = _record(Report(nplusones=[_nplusone()], errors=["EXPLAIN budget exceeded"]))
+    assert panel.nav_subtitle == "1 N+1 · incomplete"
+    assert "Analysis problem: EXPLAIN budget exceeded" in panel.content
