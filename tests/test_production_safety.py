@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ from django_nplusone_guard.checks import check_app_installed, check_settings
 from django_nplusone_guard.middleware import REQUEST_ATTR
 from django_nplusone_guard.report import MissingIndex, format_finding, redact_literals
 from tests.factories import AuthorFactory, BookFactory
+from tests.statements import all_statements
 from tests.testapp.models import Author, Book
 
 pytestmark = pytest.mark.django_db
@@ -284,19 +285,6 @@ def _disk_writes() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
         _write_events = None
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """Every statement the connection runs meanwhile, the guard's own included."""
-    executed: list[str] = []
-
-    def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
-        executed.append(sql)
-        return execute(sql, *args)
-
-    with connection.execute_wrapper(wrapper):
-        yield executed
-
-
 @pytest.mark.parametrize("action", ["log", "warn", "off"])
 def test_nothing_is_written_to_disk_or_the_database_by_default(books, guard, action):
     guard(ACTION=action, HEADER=True)
@@ -304,7 +292,7 @@ def test_nothing_is_written_to_disk_or_the_database_by_default(books, guard, act
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NPlusOneWarning)
         client.get("/nplusone/")  # warm up: lazy imports may write bytecode caches
-        with _disk_writes() as writes, _statements() as executed:
+        with _disk_writes() as writes, all_statements() as executed:
             response = client.get("/nplusone/")
     report = getattr(response.wsgi_request, REQUEST_ATTR)
     assert response["X-NPlusOne-Guard"].startswith("nplusone=1;")

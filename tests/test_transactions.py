@@ -10,10 +10,9 @@ user code) need PostgreSQL or MariaDB and say so when skipped.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from time import perf_counter
 from typing import Any
 
@@ -28,6 +27,7 @@ from django_nplusone_guard import capture
 from django_nplusone_guard.explain import clear_cache
 from django_nplusone_guard.middleware import REQUEST_ATTR
 from tests.factories import ListingFactory
+from tests.statements import all_statements
 from tests.testapp.models import Counter, Listing
 
 VENDOR = connection.vendor
@@ -62,19 +62,6 @@ def fresh_verdicts() -> Iterator[None]:
     clear_cache()
     yield
     clear_cache()
-
-
-@contextlib.contextmanager
-def all_statements() -> Iterator[list[str]]:
-    """Every statement the connection runs meanwhile, the guard's own included."""
-    sent: list[str] = []
-
-    def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
-        sent.append(sql)
-        return execute(sql, *args)
-
-    with connection.execute_wrapper(wrapper):
-        yield sent
 
 
 def guard_statements(sent: list[str], report: Any) -> list[str]:
