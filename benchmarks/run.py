@@ -155,16 +155,17 @@ def worker(variant: str, *, batches: int, batch_seconds: float, clock: str) -> d
     for queries in WORKLOADS:
         url = f"/books/{queries}/"
         # Warm-up: caches, EXPLAIN (once per distinct statement per process), lazy imports.
+        client.get(url)
         start = now()
-        for _ in range(5):
+        for _ in range(2):
             client.get(url)
-        per_request = (now() - start) / 5
+        per_request = (now() - start) / 2
         counted, response = _count_queries(functools.partial(client.get, url))
         result["queries"][str(queries)] = counted
         problem = _check(variant, queries, response)
         if problem:
             result["problems"].append(f"{queries}-query page: {problem}")
-        count = max(3, round(batch_seconds / per_request))
+        count = max(2, round(batch_seconds / per_request))
         samples = []
         for _ in range(batches):
             gc.collect()
@@ -176,13 +177,15 @@ def worker(variant: str, *, batches: int, batch_seconds: float, clock: str) -> d
     return result
 
 
-def per_query_worker(*, repeats: int, loops: int, clock: str) -> dict[str, Any]:
+def per_query_worker(variant: str, *, repeats: int, loops: int, clock: str) -> dict[str, Any]:
     """Cost of the execute wrapper per statement: absent, idle (no scope), recording.
 
-    Each mode is timed ``repeats`` times, interleaved, and the fastest run counts (the usual
-    estimator for a micro-benchmark on a noisy machine).
+    Run for ``guard-sql-only`` (the execute wrapper alone) and ``guard`` (plus the ORM
+    attribution hooks, which act on ``get()`` but not on a raw cursor). Each mode is timed
+    ``repeats`` times, interleaved, and the fastest run counts (the usual estimator for a
+    micro-benchmark on a noisy machine).
     """
-    _setup_django("guard")
+    _setup_django(variant)
     from django.db import connection
 
     from benchmarks.benchapp.models import Book
@@ -327,16 +330,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {reason}")
 
     summary = _targets(ran, times, queries)
-    per_query = None
+    per_query = {}
     if not args.no_per_query:
-        per_query = _spawn(
-            args.python,
-            [
-                *("--per-query", "--repeats", str(args.repeats)),
-                *("--loops", str(args.loops), "--clock", args.clock),
-            ],
-        )
-        _print_per_query(per_query)
+        print()
+        print("Cost per statement (fastest of interleaved runs, no request around it):")
+        for name in ("guard-sql-only", "guard"):
+            per_query[name] = _spawn(
+                args.python,
+                [
+                    *("--per-query", name, "--repeats", str(args.repeats)),
+                    *("--loops", str(args.loops), "--clock", args.clock),
+                ],
+            )
+            _print_per_query(BY_NAME[name].label, per_query[name])
     results_dir = ROOT / "benchmarks" / "results"
     results_dir.mkdir(exist_ok=True)
     (results_dir / "latest.json").write_text(
@@ -441,18 +447,17 @@ def _targets(
     return summary
 
 
-def _print_per_query(result: dict[str, Any]) -> None:
+def _print_per_query(title: str, result: dict[str, Any]) -> None:
+    print(f"  {title}:")
     if "error" in result:
-        print(f"per-query measurement failed: {result['error']}")
+        print(f"    measurement failed: {result['error']}")
         return
-    print()
-    print("Execute wrapper cost per statement (fastest of interleaved runs):")
     for label, best in result.items():
         absent, idle, recording = best["absent"], best["idle"], best["recording"]
         print(
-            f"  {label}: {absent * 1e6:.2f} us without the wrapper "
-            f"({1 / absent:,.0f} q/s); idle wrapper +{(idle - absent) * 1e6:.2f} us; "
-            f"recording +{(recording - absent) * 1e6:.2f} us per query "
+            f"    {label}: {absent * 1e6:.2f} us bare ({1 / absent:,.0f} q/s); "
+            f"no scope active +{(idle - absent) * 1e6:.2f} us; "
+            f"recording +{(recording - absent) * 1e6:.2f} us "
             f"({1 / recording:,.0f} q/s, {recording / absent:.2f}x)"
         )
 
@@ -469,16 +474,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--per-query", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--per-query", help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int)
     parser.add_argument("--batch-seconds", type=float)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--loops", type=int)
     args = parser.parse_args(argv)
     short = args.short
+    # Rounds beat batches: most of the noise is between processes, not within one.
     args.rounds = args.rounds or (3 if short else 7)
-    args.batches = args.batches or (3 if short else 5)
-    args.batch_seconds = args.batch_seconds or (0.15 if short else 0.3)
+    args.batches = args.batches or (2 if short else 3)
+    args.batch_seconds = args.batch_seconds or (0.1 if short else 0.2)
     args.repeats = args.repeats or (3 if short else 7)
     args.loops = args.loops or (5_000 if short else 20_000)
     if args.worker:
@@ -488,7 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     if args.per_query:
-        result = per_query_worker(repeats=args.repeats, loops=args.loops, clock=args.clock)
+        result = per_query_worker(
+            args.per_query, repeats=args.repeats, loops=args.loops, clock=args.clock
+        )
         print(json.dumps(result))
         return 0
     return run(args)
