@@ -16,7 +16,7 @@ import re
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,7 +64,6 @@ class PageResult:
     report: Report
     status: int | None = None
     error: str | None = None
-    fail_kinds: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -340,8 +339,6 @@ class Command(BaseCommand):
         urls = list(dict.fromkeys(urls))
 
         results = self._run(urls, options)
-        for result in results:
-            result.fail_kinds = [k for k in fail_on if result.counts()[k]]
 
         if options["format"] == "json":
             self.stdout.write(json.dumps(self._as_json(results, skipped, fail_on), indent=2))
