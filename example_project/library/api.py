@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from rest_framework import generics, serializers
 
 from library.models import Author, Book, Tag
@@ -35,13 +36,13 @@ class BookListAPI(generics.ListAPIView):
 
     serializer_class = BookSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Book]:
         return Book.objects.order_by("-added")[:PAGE_SIZE]
 
 
 class BookListFixedAPI(BookListAPI):
     """The same API with the queryset the serializer needs."""
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Book]:
         books = Book.objects.select_related("author").prefetch_related("tags")
         return books.order_by("-added")[:PAGE_SIZE]
