@@ -171,3 +171,18 @@ def test_toolbar_shows_the_guard_panel_on_the_example_pages(example_env, demo):
         assert 'class="NPlusOnePanel"' in html  # the toolbar is on, with the guard's panel
     assert "<small>1 N+1</small>" in pages["/books/"]
     assert "N+1</small>" not in pages["/books/fixed/"]
+
+
+def test_docs_samples_are_the_example_projects_real_output(audit):
+    """The docs quote `nplusone_audit` on the example project; they must stay true."""
+    pages = {page["url"]: page for page in audit["pages"]}
+    [books] = pages["/books/"]["report"]["nplusones"]
+    [catalogue] = pages["/books/catalogue/"]["report"]["missing_indexes"]
+    docs = EXAMPLE.parent / "docs"
+    for name in ("index.md", "quickstart.md", "audit.md"):
+        text = (docs / name).read_text()
+        assert f"at {books['callsite']}" in text, name
+        assert f"Fix: {books['suggestion']}" in text, name
+    index = (docs / "index.md").read_text()
+    assert f"at {catalogue['callsite']}" in index
+    assert f"Fix: {catalogue['suggestion']}" in index
