@@ -127,7 +127,8 @@ def test_all_requests_every_get_route_and_lists_skipped_ones(books):
     assert "audit/post-only/" not in urls
 
     output = audit("--all")
-    assert "Skipped 3 route(s)" in output
+    skipped_count = sum(1 for r in discover_routes() if r.path is None)
+    assert f"Skipped {skipped_count} route(s)" in output
     assert "audit/books/<int:pk>/" in output
     assert "needs URL argument(s): pk" in output
 
