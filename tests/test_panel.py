@@ -505,3 +505,18 @@ def test_analysis_errors_are_shown(toolbar_on):
     panel = _record(Report(nplusones=[_nplusone()], errors=["EXPLAIN budget exceeded"]))
     assert panel.nav_subtitle == "1 N+1 · incomplete"
     assert "Analysis problem: EXPLAIN budget exceeded" in panel.content
+
+
+def test_toolbar_history_writes_are_not_reported_with_the_guard_outside(toolbar_on, five_books):
+    """The shared capture ends when the panel's part of the request does, before the
+    toolbar saves every panel's stats (with DatabaseStore, one UPDATE per panel)."""
+    toolbar_on.MIDDLEWARE = [
+        toolbar_settings.MIDDLEWARE[1],
+        toolbar_settings.MIDDLEWARE[0],
+        *toolbar_settings.MIDDLEWARE[2:],
+    ]
+    toolbar_on.DEBUG_TOOLBAR_CONFIG = toolbar_config(toolbar_settings.DATABASE_STORE)
+    response = Client().get("/books/fixed/")
+    report = getattr(response.wsgi_request, REQUEST_ATTR)
+    assert report.findings == []
+    assert _subtitle(response) == "clean"
