@@ -420,6 +420,8 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
 
 _install_lock = threading.Lock()
 _installed = False
+# Threads whose existing connections are hooked; later ones are hooked on connect.
+_hooked_thread = threading.local()
 
 
 def _install_on(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
@@ -434,8 +436,13 @@ def _install_on(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
 
 def install() -> None:
     """Hook every connection, now and future. Idempotent; called from ``AppConfig.ready``
-    and, for projects that use ``capture()`` without the app installed, on first capture."""
+    and, for projects that use ``capture()`` without the app installed, on first capture.
+
+    Runs at every ``capture()``: once this thread's connections are hooked it returns at
+    once, since ``connection_created`` hooks every connection opened after that."""
     global _installed
+    if _installed and getattr(_hooked_thread, "done", False):
+        return
     with _install_lock:
         if not _installed:
             from asgiref.sync import SyncToAsync
@@ -460,6 +467,7 @@ def install() -> None:
             _installed = True
     for connection in connections.all(initialized_only=True):
         _install_on(connection)
+    _hooked_thread.done = True
 
 
 # --------------------------------------------------------------------------- public scopes
@@ -620,6 +628,8 @@ class suppressed:
         # The SQL panel only wraps cursors opened while ``_djdt_logger`` is set; clearing
         # it is how the toolbar hides its own queries too.
         self._toolbar_loggers: list[tuple[Any, Any]] = []
+        if "debug_toolbar" not in sys.modules:
+            return  # no toolbar, no logger to clear: skip walking the connections
         for connection in connections.all(initialized_only=True):
             toolbar_logger = getattr(connection, "_djdt_logger", None)
             if toolbar_logger is not None:
