@@ -19,6 +19,7 @@ from django_nplusone_guard.report import Report
 from tests.factories import AuthorFactory, BookFactory, TagFactory
 from tests.orm_expect import PEERS, line_of, only_nplusone, site
 from tests.testapp.models import Author, Book, QuirkyNote
+from tests.testapp.views import AuthorWithBooksSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -91,20 +92,6 @@ def test_template_single_object_is_not_flagged(books):
 
 
 # --------------------------------------------------------------------------- DRF
-
-
-class BookTitleSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Book
-        fields = ["id", "title"]
-
-
-class AuthorWithBooksSerializer(serializers.ModelSerializer):
-    books = BookTitleSerializer(many=True, source="book_set")
-
-    class Meta:
-        model = Author
-        fields = ["id", "name", "books"]
 
 
 class AuthorNameSerializer(serializers.ModelSerializer):

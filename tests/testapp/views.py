@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
+from rest_framework import generics, serializers
 
 from tests.testapp.models import Author, Book, Counter
 
@@ -125,30 +125,30 @@ async def async_create_counter(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"counters": await Counter.objects.acount()})
 
 
-def _author_list_api() -> tuple[Any, Any]:
-    """A DRF generic view with a nested ``many=True`` serializer, and its fixed twin."""
-    from rest_framework import generics, serializers
-
-    class BookTitle(serializers.ModelSerializer):
-        class Meta:
-            model = Book
-            fields = ["id", "title"]
-
-    class AuthorWithBooks(serializers.ModelSerializer):
-        books = BookTitle(many=True, source="book_set")
-
-        class Meta:
-            model = Author
-            fields = ["id", "name", "books"]
-
-    class AuthorList(generics.ListAPIView):
-        queryset = Author.objects.order_by("id")
-        serializer_class = AuthorWithBooks
-
-    class AuthorListFixed(AuthorList):
-        queryset = Author.objects.prefetch_related("book_set").order_by("id")
-
-    return AuthorList.as_view(), AuthorListFixed.as_view()
+class BookTitleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Book
+        fields = ["id", "title"]
 
 
-orm_author_api, orm_author_api_fixed = _author_list_api()
+class AuthorWithBooksSerializer(serializers.ModelSerializer):
+    """Nested ``many=True``: one query per author unless the queryset prefetches."""
+
+    books = BookTitleSerializer(many=True, source="book_set")
+
+    class Meta:
+        model = Author
+        fields = ["id", "name", "books"]
+
+
+class OrmAuthorList(generics.ListAPIView):
+    queryset = Author.objects.order_by("id")
+    serializer_class = AuthorWithBooksSerializer
+
+
+class OrmAuthorListFixed(OrmAuthorList):
+    queryset = Author.objects.prefetch_related("book_set").order_by("id")
+
+
+orm_author_api = OrmAuthorList.as_view()
+orm_author_api_fixed = OrmAuthorListFixed.as_view()
