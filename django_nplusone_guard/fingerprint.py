@@ -105,7 +105,9 @@ def fingerprint(sql: str) -> Fingerprint:
         normalized = _normalize(sql)
     except Exception:  # pragma: no cover - regexes above cannot fail on str input
         normalized = _WS_RE.sub(" ", sql[:MAX_NORMALISED_CHARS]).strip().lower()
-    verb_match = _VERB_RE.match(_COMMENT_RE.sub(" ", sql[:4096]))
+    # From the normalised text: comments are gone there, however long (a 4 KB prefix used
+    # to leave no verb after a long leading comment, and such statements were never N+1s).
+    verb_match = _VERB_RE.match(normalized)
     verb = verb_match.group(1).upper() if verb_match else ""
     key = hashlib.blake2b(normalized.encode("utf-8", "replace"), digest_size=8).hexdigest()
     return Fingerprint(key=key, normalized=normalized, verb=verb, tables=_tables(normalized))
