@@ -370,3 +370,15 @@ def test_a_statement_with_a_lone_surrogate_logs_as_valid_utf8(caplog):
     [record] = caplog.records
     record.getMessage().encode("utf-8")
     check_output(report)
+
+
+def test_a_long_leading_comment_does_not_hide_the_statement():
+    """Tools prepend comments (sqlcommenter, tracing); a long one must not make the
+    statement verb-less, or its loop would never be reported as an N+1."""
+    comment = "/* " + "trace=" + "x" * 10_000 + " */ "
+    assert fingerprint(comment + "SELECT 1").verb == "SELECT"
+    with capture() as report:
+        for n in range(3):
+            _run(execute(f"{comment}SELECT {n}"))
+    [finding] = report.nplusones
+    assert finding.count == 3
