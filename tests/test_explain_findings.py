@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.db.models.functions import Upper
 
 from django_nplusone_guard import capture
 from django_nplusone_guard.explain import clear_cache
 from django_nplusone_guard.report import MissingIndex, Report
 from tests.factories import AuthorFactory, ListingFactory, ReviewFactory
-from tests.testapp.models import Author, Listing, Review
+from tests.testapp.models import Author, Listing, Review, Shelf
 
 QuerySetFactory = Callable[[], Any]
 
@@ -243,6 +243,30 @@ def test_applying_the_suggestion_makes_the_finding_go_away(make_queryset, column
     finally:
         with connection.schema_editor() as editor:
             editor.remove_index(model, index)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_join_on_an_unindexed_column_and_its_fix():
+    owner = AuthorFactory()
+    Shelf.objects.create(label="fiction", owner=owner)
+
+    def shelves_per_author():
+        return Author.objects.filter(pk=owner.pk).annotate(n=Count("shelf"))
+
+    finding = only(explain(shelves_per_author))
+    assert (finding.model, finding.columns) == ("testapp.Shelf", ("owner_id",))
+    assert finding.reason == "join without index"
+    assert finding.suggestion.endswith('models.Index(fields=["owner"], name="shelf_owner_idx")')
+    index = suggested_index(finding)
+    with connection.schema_editor() as editor:
+        editor.add_index(Shelf, index)
+    try:
+        clear_cache()
+        report = explain(shelves_per_author)
+        assert report.missing_indexes == [], str(report)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.remove_index(Shelf, index)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -39,6 +39,18 @@ def test_seq_scan_without_filter_is_a_whole_read_or_the_inner_side_of_a_join():
     assert signals(join) == [(READ, "a"), (JOIN_SCAN, "b")]
 
 
+def test_seq_scan_with_filter_on_the_inner_side_of_a_nested_loop():
+    loop = {
+        "Node Type": "Nested Loop",
+        "Plans": [
+            {"Node Type": "Index Scan", "Index Name": "a_pkey", "Relation Name": "a",
+             "Alias": "a", "Index Cond": "(id = 1)", "Parent Relationship": "Outer"},
+            scan("b", Filter="(a_id = 1)") | {"Parent Relationship": "Inner"},
+        ],
+    }  # fmt: skip
+    assert [k for k in signals(loop) if k[1] == "b"] == [(SCAN, "b"), (JOIN_SCAN, "b")]
+
+
 def test_full_index_walk_without_condition_is_a_whole_read():
     node = {"Node Type": "Index Scan", "Index Name": "t_pkey", "Relation Name": "t", "Alias": "t"}
     assert signals(node) == [(READ, "t")]

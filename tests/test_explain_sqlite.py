@@ -45,6 +45,22 @@ def test_plan_lines(detail, expected):
     assert signals(detail) == expected
 
 
+def test_a_scan_inside_a_loop_nest_is_a_join_without_index():
+    plan = parse_query_plan(
+        ["SEARCH testapp_author USING INTEGER PRIMARY KEY (rowid=?)", "SCAN testapp_shelf"],
+        [0, 0],
+    )
+    assert [(s.kind, s.alias) for s in plan] == [
+        (SCAN, "testapp_shelf"),
+        (JOIN_SCAN, "testapp_shelf"),
+    ]
+    left = parse_query_plan(["SCAN a", "SCAN b LEFT-JOIN"], [0, 0])
+    assert [(s.kind, s.alias) for s in left] == [(SCAN, "a"), (SCAN, "b"), (JOIN_SCAN, "b")]
+    # A subquery's first table opens its own loop nest.
+    sub = parse_query_plan(["SCAN a", "LIST SUBQUERY 1", "SCAN u0"], [0, 0, 7])
+    assert [(s.kind, s.alias) for s in sub] == [(SCAN, "a"), (SCAN, "u0")]
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's progress handler")
 @pytest.mark.django_db
 def test_progress_deadline_interrupts_and_is_removed_afterwards():

@@ -85,8 +85,10 @@ def parse_json_plan(document: Any) -> list[PlanSignal]:
 
 def _walk(node: Any, *, join_buffer: bool) -> Iterator[PlanSignal]:
     if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, join_buffer=join_buffer)
+        # A nested_loop, outermost table first: a later table read whole is read once
+        # per row of the tables before it.
+        for position, item in enumerate(node):
+            yield from _walk(item, join_buffer=join_buffer or position > 0)
         return
     if not isinstance(node, Mapping):
         return
@@ -123,4 +125,4 @@ def _table(table: Mapping[str, Any], *, join_buffer: bool) -> Iterator[PlanSigna
         yield PlanSignal(SCAN if condition else READ, alias, plan, estimate)
     uses_buffer = join_buffer or bool(table.get("using_join_buffer"))
     if access in _HASH_ACCESS or (access in _FULL_ACCESS and uses_buffer):
-        yield PlanSignal(JOIN_SCAN, alias, plan + " (join buffer)", estimate)
+        yield PlanSignal(JOIN_SCAN, alias, plan + " (inner side of a join)", estimate)

@@ -118,8 +118,10 @@ def _walk(
     if kind == "Seq Scan" and alias:
         if node.get("Filter"):
             yield PlanSignal(SCAN, alias, _text(node, "Filter"), rows)
-        else:
-            yield PlanSignal(JOIN_SCAN if inner else READ, alias, _text(node, None), rows)
+        if inner:
+            yield PlanSignal(JOIN_SCAN, alias, _text(node, "Filter"), rows)
+        elif not node.get("Filter"):
+            yield PlanSignal(READ, alias, _text(node, None), rows)
     elif kind in _INDEX_SCANS and alias:
         if not node.get("Index Cond"):
             key = "Filter" if node.get("Filter") else None

@@ -32,7 +32,7 @@ __all__ = ["SQLiteExplain"]
 
 _LINE_RE = re.compile(
     r"^(?P<verb>SCAN|SEARCH)\s+(?:TABLE\s+)?(?P<name>[^\s(]+)"
-    r"(?:\s+AS\s+(?P<alias>[^\s(]+))?(?:\s+USING\s+(?P<using>.*))?$",
+    r"(?:\s+AS\s+(?P<alias>[^\s(]+))?(?:\s+USING\s+(?P<using>.*?))?(?:\s+LEFT-JOIN)?$",
     re.IGNORECASE,
 )
 _SORT_RE = re.compile(r"^USE TEMP B-TREE FOR (?:(?:RIGHT PART|LAST \d+ TERMS) OF )?ORDER BY")
@@ -52,7 +52,7 @@ class SQLiteExplain(ExplainBackend):
         return _progress_deadline(connection, timeout_ms)
 
     def parse_plan(self, rows: Sequence[Sequence[Any]]) -> list[PlanSignal]:
-        return parse_query_plan([str(row[-1]) for row in rows])
+        return parse_query_plan([str(row[-1]) for row in rows], [int(row[1]) for row in rows])
 
     def unusable_index_names(self, cursor: CursorWrapper, table: str) -> set[str]:
         quoted = cursor.db.ops.quote_name(table)
@@ -61,10 +61,17 @@ class SQLiteExplain(ExplainBackend):
         return {row[1] for row in cursor.fetchall() if len(row) > 4 and row[4]}
 
 
-def parse_query_plan(details: Sequence[str]) -> list[PlanSignal]:
-    """Signals from the ``detail`` column of ``EXPLAIN QUERY PLAN`` rows."""
+def parse_query_plan(
+    details: Sequence[str], parents: Sequence[int] | None = None
+) -> list[PlanSignal]:
+    """Signals from the ``detail`` (and ``parent``) columns of ``EXPLAIN QUERY PLAN`` rows.
+
+    Lines under one parent are nested loops, outermost first: a ``SCAN`` after the first
+    table of its loop nest is read whole once per outer row, the join has no index."""
     signals = []
-    for detail in details:
+    seen_parents: set[int] = set()
+    for n, detail in enumerate(details):
+        parent = parents[n] if parents is not None else 0
         text = detail.strip()
         if _SORT_RE.match(text):
             signals.append(PlanSignal(SORT, "", text))
@@ -77,8 +84,12 @@ def parse_query_plan(details: Sequence[str]) -> list[PlanSignal]:
             continue
         alias = (match["alias"] or name).strip('"`[]').lower()
         using = (match["using"] or "").upper()
+        inner = parent in seen_parents
+        seen_parents.add(parent)
         if match["verb"].upper() == "SCAN":
             signals.append(PlanSignal(SCAN, alias, text))
+            if inner:
+                signals.append(PlanSignal(JOIN_SCAN, alias, text))
         elif "AUTOMATIC" in using:
             signals.append(PlanSignal(JOIN_SCAN, alias, text))
     return signals

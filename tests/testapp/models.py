@@ -102,3 +102,13 @@ class QuirkyNote(models.Model):
         return True
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class Shelf(models.Model):
+    """For missing-index tests: a join column with no index (and no constraint, which on
+    MySQL would bring an index of its own)."""
+
+    label = models.CharField(max_length=50, default="")
+    owner = models.ForeignKey(
+        Author, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
+    )
