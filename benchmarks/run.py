@@ -177,6 +177,39 @@ def worker(variant: str, *, batches: int, batch_seconds: float, clock: str) -> d
     return result
 
 
+def same_process_worker(variant: str, *, repeats: int, clock: str) -> dict[str, Any]:
+    """The guard on and off (``ENABLED``) in one process, alternating batch by batch.
+
+    Nothing differs between the two but the guard, not even the process, so this is the
+    steadiest view of its cost; the cross-process table is the one comparable with the
+    other tools, which have no such switch.
+    """
+    _setup_django(variant)
+    from django.test import Client, override_settings
+
+    now = _clock(clock)
+    client = Client()
+    result: dict[str, Any] = {}
+    for queries in WORKLOADS:
+        url = f"/books/{queries}/"
+        for _ in range(3):
+            client.get(url)
+        count = max(2, round(500 / queries))
+        ratios = []
+        for _ in range(repeats):
+            timed = []
+            for enabled in (True, False):
+                with override_settings(NPLUSONE_GUARD={"ENABLED": enabled}):
+                    gc.collect()
+                    start = now()
+                    for _ in range(count):
+                        client.get(url)
+                    timed.append(now() - start)
+            ratios.append(timed[0] / timed[1])
+        result[str(queries)] = ratios
+    return result
+
+
 def per_query_worker(variant: str, *, repeats: int, loops: int, clock: str) -> dict[str, Any]:
     """Cost of the execute wrapper per statement: absent, idle (no scope), recording.
 
@@ -343,6 +376,21 @@ def run(args: argparse.Namespace) -> int:
                 ],
             )
             _print_per_query(BY_NAME[name].label, per_query[name])
+        print()
+        print("Same process, guard on / off, alternating (median, min-max):")
+        for name in ("guard-sql-only", "guard"):
+            outcome = _spawn(
+                args.python,
+                ["--same-process", name, "--repeats", str(args.repeats), "--clock", args.clock],
+            )
+            if "error" in outcome:
+                print(f"  {BY_NAME[name].label}: failed: {outcome['error']}")
+                continue
+            per_query[f"{name}-same-process"] = outcome
+            shown = ", ".join(
+                f"{int(w):,}-query page {_fmt_ratio(values)}" for w, values in outcome.items()
+            )
+            print(f"  {BY_NAME[name].label}: {shown}")
     results_dir = ROOT / "benchmarks" / "results"
     results_dir.mkdir(exist_ok=True)
     (results_dir / "latest.json").write_text(
@@ -475,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--per-query", help=argparse.SUPPRESS)
+    parser.add_argument("--same-process", help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int)
     parser.add_argument("--batch-seconds", type=float)
     parser.add_argument("--repeats", type=int)
@@ -491,6 +540,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = worker(
             args.worker, batches=args.batches, batch_seconds=args.batch_seconds, clock=args.clock
         )
+        print(json.dumps(result))
+        return 0
+    if args.same_process:
+        result = same_process_worker(args.same_process, repeats=args.repeats, clock=args.clock)
         print(json.dumps(result))
         return 0
     if args.per_query:
