@@ -7,6 +7,7 @@ configuring Django.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,31 +37,33 @@ _TOOLBAR_CONFIG = {
     "RENDER_PANELS": False,
 }
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("bare", "bare Django"),
-    Variant(
-        "guard",
-        "guard middleware",
+
+def _guard(name: str, label: str, *, explain: bool = False, **extra: Any) -> Variant:
+    """The guard's middleware as a project would add it, logging findings."""
+    return Variant(
+        name,
+        label,
         apps=(_GUARD,),
         middleware=(_GUARD_MIDDLEWARE,),
-        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": False}},
-    ),
-    Variant(
+        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": explain}},
+        **extra,
+    )
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("bare", "bare Django"),
+    _guard("guard", "guard middleware"),
+    _guard(
         "guard-sql-only",
         "guard, ORM attribution hooks removed (diagnostic)",
         requires="django_nplusone_guard.orm",
-        apps=(_GUARD,),
-        middleware=(_GUARD_MIDDLEWARE,),
-        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": False}},
         after_setup="django_nplusone_guard.orm.uninstall",
     ),
-    Variant(
+    _guard(
         "guard-explain",
         "guard middleware, EXPLAIN on",
+        explain=True,
         requires="django_nplusone_guard.explain",
-        apps=(_GUARD,),
-        middleware=(_GUARD_MIDDLEWARE,),
-        settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": True}},
     ),
     Variant(
         "toolbar",
