@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -61,6 +62,20 @@ def suggested_index(finding: MissingIndex) -> models.Index:
     assert fields and name, finding.suggestion
     field_names = [f.strip().strip('"') for f in fields.group(1).split(",")]
     return models.Index(fields=field_names, name=name.group(1))
+
+
+@contextmanager
+def applied(model: type[models.Model], index: models.Index) -> Iterator[None]:
+    """``index`` added with the schema editor, as its migration would, then dropped (DDL
+    is not transactional on MariaDB, so the tests that use this are transactional)."""
+    with connection.schema_editor() as editor:
+        editor.add_index(model, index)
+    try:
+        clear_cache()  # migrate does this through post_migrate
+        yield
+    finally:
+        with connection.schema_editor() as editor:
+            editor.remove_index(model, index)
 
 
 def test_unindexed_equality_filter(listings):
@@ -234,15 +249,9 @@ def test_applying_the_suggestion_makes_the_finding_go_away(make_queryset, column
     index = suggested_index(finding)
     assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", index.name)
     model = Author if finding.model == "testapp.Author" else Listing
-    with connection.schema_editor() as editor:  # what the migration would run
-        editor.add_index(model, index)
-    try:
-        clear_cache()  # migrate does this through post_migrate
+    with applied(model, index):
         report = explain(make_queryset)
-        assert report.missing_indexes == [], str(report)
-    finally:
-        with connection.schema_editor() as editor:
-            editor.remove_index(model, index)
+    assert report.missing_indexes == [], str(report)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -258,30 +267,19 @@ def test_join_on_an_unindexed_column_and_its_fix():
     assert finding.reason == "join without index"
     assert finding.suggestion.endswith('models.Index(fields=["owner"], name="shelf_owner_idx")')
     index = suggested_index(finding)
-    with connection.schema_editor() as editor:
-        editor.add_index(Shelf, index)
-    try:
-        clear_cache()
+    with applied(Shelf, index):
         report = explain(shelves_per_author)
-        assert report.missing_indexes == [], str(report)
-    finally:
-        with connection.schema_editor() as editor:
-            editor.remove_index(Shelf, index)
+    assert report.missing_indexes == [], str(report)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_an_existing_index_prefix_is_never_suggested_again_but_a_later_column_is():
     ListingFactory.create_batch(4)
     index = models.Index(fields=["city", "zip_code"], name="test_city_zip_idx")
-    with connection.schema_editor() as editor:
-        editor.add_index(Listing, index)
-    try:
+    with applied(Listing, index):
         assert explain(lambda: Listing.objects.filter(city="Leeds")).missing_indexes == []
         finding = only(explain(lambda: Listing.objects.filter(zip_code="Z1")))
-        assert finding.columns == ("zip_code",)
-    finally:
-        with connection.schema_editor() as editor:
-            editor.remove_index(Listing, index)
+    assert finding.columns == ("zip_code",)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -300,14 +298,9 @@ def test_an_existing_index_prefix_is_never_suggested_again_but_a_later_column_is
 )
 def test_partial_and_expression_indexes_do_not_serve_a_plain_column(index):
     ListingFactory.create_batch(4)
-    with connection.schema_editor() as editor:
-        editor.add_index(Listing, index)
-    try:
+    with applied(Listing, index):
         finding = only(explain(lambda: Listing.objects.filter(city="Leeds")))
-        assert finding.columns == ("city",)
-    finally:
-        with connection.schema_editor() as editor:
-            editor.remove_index(Listing, index)
+    assert finding.columns == ("city",)
 
 
 def test_one_finding_per_index_across_statements_and_call_sites(listings):
