@@ -216,7 +216,8 @@ class Report:
             "duplicates": [f.to_dict() for f in self.duplicates],
             "missing_indexes": [f.to_dict() for f in self.missing_indexes],
             "query_count": self.query_count,
-            "total_time_ms": round(self.total_time_ms, 3),
+            # Unrounded, so from_dict() renders exactly the same text back.
+            "total_time_ms": self.total_time_ms,
             "truncated": self.truncated,
             "errors": list(self.errors),
         }
