@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from time import perf_counter
 from typing import Any
 
 import pytest
@@ -68,11 +67,9 @@ def test_distinct_statements_past_max_queries_are_counted_in_bounded_memory(monk
     assert 5 + 50 <= finding.count < 300
 
 
-def _analyse_timed(guard: capture) -> float:
+def _analyse(guard: capture) -> None:
     guard.stop()
-    start = perf_counter()
     guard.analyse()
-    return perf_counter() - start
 
 
 def _run_distinct_statements(marker: str, count: int) -> capture:
@@ -88,12 +85,12 @@ def test_analysis_budget_stops_analysis_and_says_so(settings):
     settings.NPLUSONE_GUARD = {"ANALYSIS_BUDGET_MS": 1}
     count = 2000
     budgeted = _run_distinct_statements("budgeted", count)
-    budgeted_time = _analyse_timed(budgeted)
+    _analyse(budgeted)
     report = budgeted.report
 
     settings.NPLUSONE_GUARD = {}
     unbounded = _run_distinct_statements("unbounded", count)
-    unbounded_time = _analyse_timed(unbounded)
+    _analyse(unbounded)
 
     assert report.query_count == len(report.queries) == count
     [error] = report.errors
@@ -107,8 +104,8 @@ def test_analysis_budget_stops_analysis_and_says_so(settings):
 
     assert unbounded.report.errors == []
     assert unbounded.report.nplusones[0].count == count
-    # Side by side in one run: the budget cut the work, whatever this machine's speed.
-    assert budgeted_time < unbounded_time / 2, (budgeted_time, unbounded_time)
+    # No wall-clock assertion: fewer statements analysed (above) is the proof; timing ratios
+    # flake on a shared 2-core CI machine.
 
 
 def test_fingerprint_cache_is_bounded():
