@@ -183,6 +183,7 @@ def active_scope() -> Scope | None:
 _LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
 _CONNECT = 4
 _HOP = 5
+_ASYNC_TO_SYNC = 6
 # Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
 # a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
@@ -202,6 +203,9 @@ _connect_codes: set[CodeType] = set()
 # thread. Frames below it belong to whoever that thread was doing before (the sync caller of
 # ``async_to_sync``, e.g. a test runner), not to the coroutine that awaited the query.
 _hop_codes: set[CodeType] = set()
+# asgiref's ``AsyncToSync.__call__``: a sync caller running a coroutine (Django's WSGI handler
+# running an async view). Below a hop, its ``awaitable`` local leads to the user's coroutine.
+_async_to_sync_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
 
@@ -239,6 +243,8 @@ def _classify(frame: FrameType) -> int:
         kind = _CONNECT
     elif code in _hop_codes:
         kind = _HOP
+    elif code in _async_to_sync_codes:
+        kind = _ASYNC_TO_SYNC
     else:
         module = frame.f_globals.get("__name__") or ""
         filename = code.co_filename
@@ -300,22 +306,31 @@ def _walk(
                 batch = frame
             elif kind == _CONNECT:
                 return None, None, False
-            elif kind == _HOP and async_scope:
-                hopped = True
-                break
+            elif kind == _HOP:
+                if async_scope:
+                    hopped = True
+                    break
+                hopped = True  # keep walking: the coroutine is found at AsyncToSync below
+            elif kind == _ASYNC_TO_SYNC and hopped:
+                # A sync scope (WSGI middleware) around an async view: the query came back to
+                # this thread through sync_to_async; the user's await is in the coroutine.
+                stack.extend(_walk_coro(frame.f_locals.get("awaitable")))
+                hopped = False
+                if len(stack) >= 2 * MAX_USER_FRAMES:
+                    del stack[2 * MAX_USER_FRAMES :]
+                    break
         if frame is base:
             break
         frame = frame.f_back
         if frame is None:
             break
-    return tuple(stack), batch, hopped
+    return tuple(stack), batch, hopped and async_scope
 
 
-def _task_frames(task: asyncio.Task[Any]) -> list[FrameType] | None:
-    """Frames of the coroutine chain ``task`` is suspended in, outermost first; None while
-    the task is running (a running coroutine does not expose what it will await)."""
+def _coro_frames(coro: Any) -> list[FrameType] | None:
+    """Frames of the coroutine chain ``coro`` is suspended in, outermost first; None while
+    it is running (a running coroutine does not expose what it will await)."""
     frames: list[FrameType] = []
-    coro: Any = task.get_coro()
     while coro is not None and len(frames) < MAX_WALK:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
         if frame is None:
@@ -336,9 +351,12 @@ def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
     Used when a query runs in a ``sync_to_async`` worker thread, whose own stack holds no
     user code: the user's ``await Book.objects.aget(...)`` line is in the awaiting task.
     """
-    if task is None:
-        return ()
-    frames = _task_frames(task)
+    return () if task is None else _walk_coro(task.get_coro())
+
+
+def _walk_coro(coro: Any) -> tuple[Any, ...]:
+    """User frames (innermost first) of the coroutine chain ``coro`` is awaiting on."""
+    frames = _coro_frames(coro)
     if frames is None:
         # The event loop is still running the task: the worker picked the job up before
         # the task suspended on it, so the chain is incomplete. It suspends within
@@ -346,7 +364,7 @@ def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
         deadline = perf_counter() + TASK_SETTLE_SECONDS
         while frames is None and perf_counter() < deadline:
             time.sleep(0.00005)
-            frames = _task_frames(task)
+            frames = _coro_frames(coro)
         if frames is None:
             return ()
     stack: list[Any] = []
@@ -445,10 +463,11 @@ def install() -> None:
         return
     with _install_lock:
         if not _installed:
-            from asgiref.sync import SyncToAsync
+            from asgiref.sync import AsyncToSync, SyncToAsync
             from django.db.models import deletion, query
 
             _hop_codes.add(SyncToAsync.thread_handler.__code__)
+            _async_to_sync_codes.add(AsyncToSync.__call__.__code__)
 
             _batch_codes.update(
                 {

@@ -150,3 +150,19 @@ def test_a_failing_view_still_propagates_its_own_error(guard, settings):
     guard(ACTION="raise")
     with pytest.raises(ZeroDivisionError):
         Client().get("/boom/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_view_under_wsgi_names_the_awaiting_line(guard):
+    """runserver and the WSGI test client run async views through async_to_sync: the
+    request's capture is opened in sync code, the user's await is in another thread's loop."""
+    from tests.factories import BookFactory
+
+    BookFactory.create_batch(3)
+    guard(ACTION="off")
+    response = Client().get("/async/books/")
+    report = getattr(response.wsgi_request, REQUEST_ATTR)
+    [finding] = report.nplusones
+    assert finding.count == 3
+    assert finding.callsite.startswith("tests/testapp/views.py:")
+    assert finding.callsite.endswith("in async_book_list")
