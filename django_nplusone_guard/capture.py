@@ -345,6 +345,15 @@ def _coro_frames(coro: Any) -> list[FrameType] | None:
     return frames
 
 
+def is_user_frame(frame: FrameType) -> bool:
+    """Whether ``frame`` runs the user's code, by the recorder's rules and from its cache;
+    the ORM hooks use it so both layers agree on what a call site is."""
+    kind = _frame_kinds.get(id(frame.f_code), _UNKNOWN)
+    if kind == _UNKNOWN:
+        kind = _classify(frame)
+    return kind == _USER
+
+
 def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
     """User frames of the coroutine chain a scope's task is awaiting on.
 
@@ -369,10 +378,7 @@ def _walk_coro(coro: Any) -> tuple[Any, ...]:
             return ()
     stack: list[Any] = []
     for frame in reversed(frames):
-        kind = _frame_kinds.get(id(frame.f_code), _UNKNOWN)
-        if kind == _UNKNOWN:
-            kind = _classify(frame)
-        if kind == _USER:
+        if is_user_frame(frame):
             stack.extend((frame.f_code, frame.f_lineno))
             if len(stack) >= 2 * MAX_USER_FRAMES:
                 break

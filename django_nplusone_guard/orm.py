@@ -50,14 +50,13 @@ from django.db import models
 
 from . import conf
 from .capture import (
-    _USER,
     MAX_WALK,
     STACK,
-    _classify,
     _current,
     _walk_task,
     log_internal_error,
 )
+from .capture import is_user_frame as _is_user
 
 if TYPE_CHECKING:
     from .capture import Scope
@@ -205,20 +204,9 @@ def _relation_for_queryset(
 
 Site = tuple[CodeType, int]
 
-_user_codes: dict[int, tuple[CodeType, bool]] = {}
 _render_code: CodeType | None = None
 # asgiref's SyncToAsync.thread_handler: where a sync_to_async call enters its worker thread.
 _hop_code: CodeType | None = None
-
-
-def _is_user(frame: FrameType) -> bool:
-    code = frame.f_code
-    entry = _user_codes.get(id(code))
-    if entry is None or entry[0] is not code:
-        if len(_user_codes) >= 8192:
-            _user_codes.clear()
-        entry = _user_codes[id(code)] = (code, _classify(frame) == _USER)
-    return entry[1]
 
 
 def _locate(scope: Scope) -> tuple[Site | None, Any]:
@@ -766,7 +754,6 @@ def install() -> None:
         _patch(models.Model, "save_base", _model_method("save"))
         _patch(models.Model, "delete", _model_method("delete"))
         conf.on_settings_change(_settings_changed)
-        _user_codes.clear()
     _settings_changed()
 
 
@@ -777,7 +764,6 @@ def _settings_changed() -> None:
     """Follow ``REPORT_UNUSED_EAGER``: its descriptor hooks run on every related attribute
     access, so they are only in place while the setting is on."""
     global _track_usage
-    _user_codes.clear()
     wanted = conf.get_config().REPORT_UNUSED_EAGER and bool(_originals)
     with _install_lock:
         if wanted and not _usage_originals:
