@@ -556,12 +556,12 @@ class capture:  # lower case: used like a function, ``with capture() as report``
     def analyse(self) -> Report:
         """Fill ``self.report`` from what was recorded. Never raises: failures are logged
         and noted in ``report.errors``."""
-        from .detect import analyse_scope
-
         scope = self.scope
         if scope is None:
             return self.report
         try:
+            from .detect import analyse_scope
+
             with suppressed():
                 analyse_scope(scope, self, into=self.report)
         except Exception as exc:
