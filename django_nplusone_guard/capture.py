@@ -72,9 +72,12 @@ DURATION: Final = 4
 STACK: Final = 5
 CALL: Final = 6
 IGNORED: Final = 7
-Record = tuple[str, Any, Any, bool, float, tuple[Any, ...], int, bool]
+EVENT: Final = 8  # the hooked ORM call (``orm._Event``) the statement ran in directly, or None
+Record = tuple[str, Any, Any, bool, float, tuple[Any, ...], int, bool, Any]
 
 _current: ContextVar[Scope | None] = ContextVar("django_nplusone_guard_scope", default=None)
+#: The hooked ORM call being made (an ``orm._Event``), set by :mod:`.orm`'s hooks.
+current_call: ContextVar[Any] = ContextVar("django_nplusone_guard_orm_call", default=None)
 _call_ids = itertools.count(1)
 
 
@@ -124,7 +127,7 @@ class Scope:
         self.count = 0
         self.total_time = 0.0
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
-        # What the ORM hooks saw in this scope (an ``orm.OrmLog``), created on first use.
+        # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
         try:
             self.task: asyncio.Task[Any] | None = asyncio.current_task()
@@ -184,6 +187,7 @@ _LIBRARY, _USER, _BATCH, _UNKNOWN = 0, 1, 2, 3
 _CONNECT = 4
 _HOP = 5
 _ASYNC_TO_SYNC = 6
+_RENDER = 7
 # Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
 # a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
@@ -206,6 +210,8 @@ _hop_codes: set[CodeType] = set()
 # asgiref's ``AsyncToSync.__call__``: a sync caller running a coroutine (Django's WSGI handler
 # running an async view). Below a hop, its ``awaitable`` local leads to the user's coroutine.
 _async_to_sync_codes: set[CodeType] = set()
+# Django's ``Node.render_annotated``: its ``self`` is the template node an ORM call came from.
+_render_codes: set[CodeType] = set()
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
 
@@ -245,6 +251,8 @@ def _classify(frame: FrameType) -> int:
         kind = _HOP
     elif code in _async_to_sync_codes:
         kind = _ASYNC_TO_SYNC
+    elif code in _render_codes:
+        kind = _RENDER
     else:
         module = frame.f_globals.get("__name__") or ""
         filename = code.co_filename
@@ -267,29 +275,42 @@ def _classify(frame: FrameType) -> int:
 
 
 def _walk(
-    frame: FrameType | None, base: FrameType | None, async_scope: bool = False
-) -> tuple[tuple[Any, ...] | None, Any, bool]:
+    frame: FrameType | None,
+    base: FrameType | None,
+    async_scope: bool = False,
+    hook: FrameType | None = None,
+) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
     run while a connection is being set up. For a scope opened in async code
     (``async_scope``) the walk stops where ``sync_to_async`` entered the thread and says so
     (third item): the rest of the call site is in the awaiting task.
 
+    ``hook`` is the frame of the hooked ORM call the statement runs in, if any. The fourth
+    item is how much of the stack had been collected when the walk passed it (0: no user
+    code between that call and the statement; -1: not passed), and the fifth the template
+    node being rendered where the call was made, so the ORM layer needs no walk of its own.
+
     This loop runs for every frame of every query (often 20-60 frames), so it is written for
-    speed: one dict lookup by ``id`` per frame, and library frames fall through one test.
+    speed: one dict lookup by ``id`` per frame, and library frames fall through two tests.
     """
     stack: list[Any] = []
     batch = None
     hopped = False
+    hook_at = -1
+    node = None
     if frame is None:
-        return (), None, False
+        return (), None, False, -1, None
     kind_of = _frame_kinds.get
     for _ in range(MAX_WALK):
         code = frame.f_code
         kind = kind_of(id(code), _UNKNOWN)
-        if kind:
-            if kind == _UNKNOWN:
-                kind = _classify(frame)
+        if kind == _UNKNOWN:
+            kind = _classify(frame)
+        if not kind:
+            if frame is hook:
+                hook_at = len(stack)
+        else:
             if kind == _USER:
                 lines = _user_lines.get(id(code))
                 if lines is None:  # cleared by another thread meanwhile
@@ -302,10 +323,13 @@ def _walk(
                 stack.append(line)
                 if len(stack) >= 2 * MAX_USER_FRAMES:
                     break
+            elif kind == _RENDER:
+                if node is None and hook_at == len(stack):
+                    node = frame.f_locals.get("self")
             elif kind == _BATCH and not stack:
                 batch = frame
             elif kind == _CONNECT:
-                return None, None, False
+                return None, None, False, -1, None
             elif kind == _HOP:
                 if async_scope:
                     hopped = True
@@ -324,7 +348,7 @@ def _walk(
         frame = frame.f_back
         if frame is None:
             break
-    return tuple(stack), batch, hopped and async_scope
+    return tuple(stack), batch, hopped and async_scope, hook_at, node
 
 
 def _coro_frames(coro: Any) -> list[FrameType] | None:
@@ -423,21 +447,37 @@ def _execute_wrapper(
 def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duration: float) -> None:
     # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
     task = scope.task
-    stack, batch, hopped = _walk(sys._getframe(2), scope.base_frame, task is not None)
+    event = current_call.get()
+    stack, batch, hopped, hook_at, node = _walk(
+        sys._getframe(2),
+        scope.base_frame,
+        task is not None,
+        None if event is None else event.frame,
+    )
     if stack is None:
         return
     if task is not None and (hopped or not stack):
         stack = (stack + _walk_task(task))[: 2 * MAX_USER_FRAMES]
+    if event is not None:
+        if hook_at < 0:
+            event = None  # a call made outside this scope's frames
+        else:
+            if event.site is None and len(stack) > hook_at:
+                # The call's own site: the first user frame above its hook.
+                event.site = (stack[hook_at], stack[hook_at + 1])
+                event.node = node
+            if hook_at:
+                event = None  # user code ran in between: it explains this statement
     call = next(_call_ids) if batch is None else scope.call_id(stack, batch)
-    record: Record = (alias, sql, params, many, duration, stack, call, False)
-    node: Scope | None = scope
-    while node is not None:
-        if node.ignoring:
+    record: Record = (alias, sql, params, many, duration, stack, call, False, event)
+    node_scope: Scope | None = scope
+    while node_scope is not None:
+        if node_scope.ignoring:
             if not record[IGNORED]:
-                record = (alias, sql, params, many, duration, record[STACK], record[CALL], True)
-        elif node.aliases is None or alias in node.aliases:
-            node.add(record)
-        node = node.parent
+                record = (alias, sql, params, many, duration, stack, call, True, event)
+        elif node_scope.aliases is None or alias in node_scope.aliases:
+            node_scope.add(record)
+        node_scope = node_scope.parent
 
 
 # --------------------------------------------------------------------------- installation
@@ -471,9 +511,11 @@ def install() -> None:
         if not _installed:
             from asgiref.sync import AsyncToSync, SyncToAsync
             from django.db.models import deletion, query
+            from django.template.base import Node
 
             _hop_codes.add(SyncToAsync.thread_handler.__code__)
             _async_to_sync_codes.add(AsyncToSync.__call__.__code__)
+            _render_codes.add(Node.render_annotated.__code__)
 
             _batch_codes.update(
                 {

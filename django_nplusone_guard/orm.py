@@ -39,21 +39,21 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.apps import apps
 from django.db import models
 
 from . import conf
 from .capture import (
+    EVENT,
     MAX_WALK,
-    STACK,
+    SQL,
     _current,
-    _walk_task,
+    current_call,
     log_internal_error,
 )
 from .capture import is_user_frame as _is_user
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from .detect import Group
     from .report import NPlusOne
 
-__all__ = ["OrmLog", "attribute", "install", "model_for_table", "unused_eager"]
+__all__ = ["attribute", "install", "model_for_table", "unused_eager"]
 
 
 # --------------------------------------------------------------------------- tables
@@ -200,54 +200,15 @@ def _relation_for_queryset(
     return None
 
 
-# --------------------------------------------------------------------------- frames
+# --------------------------------------------------------------------------- origins
 
 Site = tuple[CodeType, int]
 
-_render_code: CodeType | None = None
-# asgiref's SyncToAsync.thread_handler: where a sync_to_async call enters its worker thread.
-_hop_code: CodeType | None = None
 
-
-def _locate(scope: Scope) -> tuple[Site | None, Any]:
-    """The first user frame above the hook, and the template node being rendered, if any.
-
-    Runs once per hooked call while a scope is active. It follows the recorder's rules, so
-    the site matches the call site of the statements the call runs: the walk ends at the
-    scope's base frame, and for a scope opened in async code at the point where
-    ``sync_to_async`` entered the thread; the rest is the awaiting task's coroutine chain.
-    Template nodes are spotted by an identity check on ``Node.render_annotated``'s code;
-    ``f_locals`` is read only there.
-    """
-    frame: FrameType | None = sys._getframe(2)
-    base = scope.base_frame
-    task = scope.task
-    node = None
-    for _ in range(MAX_WALK):
-        if frame is None:
-            break
-        code = frame.f_code
-        if code is _render_code:
-            if node is None:
-                node = frame.f_locals.get("self")
-        elif code is _hop_code and task is not None:
-            break
-        elif _is_user(frame):
-            return (code, frame.f_lineno), node
-        if frame is base:
-            break
-        frame = frame.f_back
-    stack = _walk_task(task) if task is not None else ()
-    return ((stack[0], stack[1]) if stack else None), node
-
-
-# --------------------------------------------------------------------------- origins
-
-
-@dataclass(frozen=True, slots=True)
-class _Origin:
+class _Origin(NamedTuple):
     """Where an instance came from: the queryset evaluation at ``site`` and the relation
-    path from that queryset's model (``("book", "author")``)."""
+    path from that queryset's model (``("book", "author")``). A tuple: thousands are made
+    per analysis, and a tuple is the cheapest immutable record to build."""
 
     seq: int
     site: Site | None
@@ -261,88 +222,175 @@ class _Origin:
         return _Origin(self.seq, self.site, path, self.select_only and select, self.deferred)
 
 
-# Keyed by ``instance._state``: never the instance (custom __eq__/__hash__) and never an
-# attribute on it (pickling, caches).
-_origins: weakref.WeakKeyDictionary[Any, _Origin] = weakref.WeakKeyDictionary()
-_origins_lock = threading.Lock()
 _MAX_TAG_DEPTH = 6
 
 
-def _origin_of(instance: Any) -> _Origin | None:
-    state = instance.__dict__.get("_state") if hasattr(instance, "__dict__") else None
-    return None if state is None else _origins.get(state)
+class _Origins:
+    """Which event loaded each instance, worked out after the scope from the events'
+    results, and only when an N+1 needs it: nothing is tagged while the queries run.
 
+    Keyed by ``id``, with the instance kept beside its source so an id is never reused
+    while it is a key; nothing is stored on instances (pickling, caches, custom
+    ``__eq__``/``__hash__`` stay unaffected). The first event to load an instance wins: an
+    enclosing evaluation knows the full path, the prefetch queries it runs do not. What an
+    instance's rows carry (``select_related`` and prefetched rows) is only looked at when
+    an instance is not found among the rows the events returned.
+    """
 
-def _tag(instances: Iterable[Any], origin: _Origin) -> None:
-    """Remember ``origin`` for each instance and, one level down each time, for objects
-    already loaded with it (``select_related`` rows, prefetched rows). An existing tag is
-    replaced only by an enclosing event (smaller ``seq``): the outer evaluation knows the
-    full path, the prefetch queries it runs inside do not."""
-    children: dict[tuple[int, str, bool], _Origin] = {}
-    pending = [(instance, origin, 0) for instance in instances]
-    with _origins_lock:
-        while pending:
-            instance, here, depth = pending.pop()
-            if not isinstance(instance, models.Model):
+    def __init__(self, events: Iterable[_Event]) -> None:
+        # id -> (instance, the event that loaded it, or the origin of a nested row)
+        self._tags: dict[int, tuple[Any, _Event | _Origin]] = {}
+        self._roots: dict[int, _Origin] = {}
+        self._busy: set[int] = set()
+        self._nested: list[_Event] = []
+        self._expanding = False
+        tags = self._tags
+        for event in sorted(events, key=lambda e: e.seq):
+            result = event.result
+            if result is None:
                 continue
-            state = instance.__dict__.get("_state")
-            if state is None:
+            if event.kind == "fetch":
+                for row in result:
+                    if id(row) not in tags:
+                        tags[id(row)] = (row, event)
+            elif isinstance(result, models.Model):
+                if id(result) not in tags:
+                    tags[id(result)] = (result, event)
+            else:
                 continue
-            current = _origins.get(state)
-            if current is not None and current.seq <= here.seq:
-                continue
-            _origins[state] = here
-            if depth >= _MAX_TAG_DEPTH:
-                continue
-            for name, child in state.__dict__.get("fields_cache", {}).items():
-                if isinstance(child, models.Model):
-                    key = (id(here), name, True)
-                    sub = children.get(key) or children.setdefault(key, here.child(name, True))
-                    pending.append((child, sub, depth + 1))
-            prefetched = instance.__dict__.get("_prefetched_objects_cache")
-            for name, cached in (prefetched or {}).items():
-                rows = getattr(cached, "_result_cache", None)
-                if rows is None and isinstance(cached, list | tuple):
-                    rows = cached
-                key = (id(here), name, False)
-                sub = children.get(key) or children.setdefault(key, here.child(name, False))
-                pending.extend((row, sub, depth + 1) for row in rows or ())
+            self._nested.append(event)
+
+    def explain(self, event: _Event) -> None:
+        """Fill what the hot path left out: the relation and the owner's origin."""
+        _complete(event)
+        if event.owner is not None and event.origin is None:
+            event.origin = self.get(event.owner)
+
+    def get(self, instance: Any) -> _Origin | None:
+        found = self._tags.get(id(instance))
+        if found is None and self._nested and not self._expanding:
+            self._expand()
+            found = self._tags.get(id(instance))
+        if found is None or found[0] is not instance:
+            return None
+        source = found[1]
+        return source if isinstance(source, _Origin) else self._root(source)
+
+    def _root(self, event: _Event) -> _Origin:
+        """The origin of the rows ``event`` loaded, memoised. An event whose owner leads
+        back to itself (an owner first seen in the rows the event loaded, e.g. the cached
+        back-reference of a reverse one-to-one) gets a plain root."""
+        found = self._roots.get(id(event))
+        if found is not None:
+            return found
+        if id(event) in self._busy:
+            return _Origin(event.seq, event.site)
+        self._busy.add(id(event))
+        try:
+            self.explain(event)
+            loading = event.loading
+            deferred = (frozenset(loading[0]), bool(loading[1])) if loading else None
+            root = event.root_origin(deferred)
+        finally:
+            self._busy.discard(id(event))
+        self._roots[id(event)] = root
+        return root
+
+    def _expand(self) -> None:
+        """Tag what the loaded rows carry, up to ``_MAX_TAG_DEPTH`` levels down; done on
+        the first miss, one event at a time in call order so that, as with the rows
+        themselves, the earliest event to reach an instance names its origin."""
+        tags = self._tags
+        children: dict[tuple[int, str, bool], _Origin] = {}
+        nested, self._nested = self._nested, []
+        self._expanding = True
+        try:
+            for event in nested:
+                root = self._root(event)
+                rows = event.result if event.kind == "fetch" else (event.result,)
+                pending = [(row, root, 0) for row in rows]
+                while pending:
+                    instance, here, depth = pending.pop()
+                    if depth >= _MAX_TAG_DEPTH or not isinstance(instance, models.Model):
+                        continue
+                    state = instance.__dict__.get("_state")
+                    if state is None:
+                        continue
+                    for name, child in state.__dict__.get("fields_cache", {}).items():
+                        if isinstance(child, models.Model):
+                            key = (id(here), name, True)
+                            sub = children.get(key) or children.setdefault(
+                                key, here.child(name, True)
+                            )
+                            if id(child) not in tags:
+                                tags[id(child)] = (child, sub)
+                            pending.append((child, sub, depth + 1))
+                    prefetched = instance.__dict__.get("_prefetched_objects_cache")
+                    for name, cached in (prefetched or {}).items():
+                        rows = getattr(cached, "_result_cache", None)
+                        if rows is None and isinstance(cached, list | tuple):
+                            rows = cached
+                        key = (id(here), name, False)
+                        sub = children.get(key) or children.setdefault(
+                            key, here.child(name, False)
+                        )
+                        for row in rows or ():
+                            if id(row) not in tags:
+                                tags[id(row)] = (row, sub)
+                            pending.append((row, sub, depth + 1))
+        finally:
+            self._expanding = False
 
 
 # --------------------------------------------------------------------------- events
 
 _sequence = itertools.count(1)
-_active: ContextVar[_Event | None] = ContextVar("django_nplusone_guard_orm_event", default=None)
+# The hooked ORM call being made; the recorder reads it to tie statements to their call.
+_active = current_call
+_WRITE_KINDS = frozenset({"save", "create", "delete", "qs_delete", "update"})
 
 
 class _Event:
-    """One hooked ORM call made while a scope was active."""
+    """One hooked ORM call made while a scope was active.
 
-    __slots__ = (
-        "detail",
-        "eager",
-        "kind",
-        "model",
-        "nested",
-        "node",
-        "origin",
-        "relation",
-        "rows",
-        "seq",
-        "site",
-    )
+    The hot path stores only what the call was made with (``owner``, ``field``,
+    ``queryset``, ``args``) and what it returned (``result``); ``relation``, ``detail``
+    and ``origin`` are worked out after the scope (:func:`_complete`, :class:`_Origins`),
+    and only for calls that ended up in a finding. The recorder fills ``site`` and ``node``
+    from the walk it makes for the call's first statement, passing ``frame`` (the hook's
+    own frame, dropped when the call returns so no stack is kept alive).
+    """
 
-    def __init__(self, kind: str, scope: Scope, model: type[models.Model] | None) -> None:
+    # Class defaults: the hot path assigns only what differs.
+    owner: Any = None
+    field: Any = None
+    queryset: Any = None
+    args: Any = None
+    result: Any = None
+    loading: Any = None
+    prefetched: tuple[str, ...] | None = None
+    site: Site | None = None
+    node: Any = None
+    relation: _Relation | None = None
+    origin: _Origin | None = None
+    detail: Any = None
+    eager: tuple[Any, tuple[Any, ...]] | None = None
+    completed = False
+
+    def __init__(
+        self, kind: str, model: Any, frame: FrameType | None, parent: _Event | None
+    ) -> None:
         self.seq = next(_sequence)
         self.kind = kind
-        self.nested = _active.get() is not None  # inside a write's signal handlers
-        self.site, self.node = _locate(scope)
         self.model = model
-        self.relation: _Relation | None = None
-        self.origin: _Origin | None = None  # origin of the instance the call started from
-        self.detail: Any = None
-        self.rows = 0
-        self.eager: tuple[Any, tuple[Any, ...]] | None = None
+        self.frame: FrameType | None = frame
+        # The write whose signal handlers made this call, if any.
+        self.parent = parent
+
+    @property
+    def rows(self) -> int:
+        result = self.result
+        return len(result) if self.kind == "fetch" and result is not None else 0
 
     def root_origin(self, deferred: tuple[frozenset[str], bool] | None = None) -> _Origin:
         """Origin for rows this event loads: below the owner's origin when it followed a
@@ -354,127 +402,148 @@ class _Event:
         return _Origin(self.seq, self.site, (), True, deferred)
 
 
-class OrmLog:
-    """Per-scope record of hooked calls: ``spans`` maps events to the slice of
-    ``scope.records`` that ran inside them; ``eager`` and ``used`` serve unused-eager."""
+def _begin(kind: str, model: Any) -> _Event | None:
+    """A new event for a hooked call made from user code, or ``None`` for a call Django
+    makes while serving an outer hooked call (``get`` -> ``_fetch_all``, a prefetch inside
+    an evaluation): the outer event already explains those statements. Writes are the
+    exception when user code runs in between: signal handlers inside ``save()``."""
+    active = _active.get()
+    if active is not None and (
+        active.kind not in _WRITE_KINDS or not _user_code_since(active.frame)
+    ):
+        return None
+    # Frame 1 is the hook that called us; it is what the recorder's walk looks for.
+    return _Event(kind, model, sys._getframe(1), active)
 
-    __slots__ = ("eager", "spans", "used")
+
+def _user_code_since(frame: FrameType | None) -> bool:
+    """Whether user code runs between ``frame`` (an outer hooked call) and the caller of
+    :func:`_begin`'s caller; only asked inside writes, where the walk is a few frames."""
+    here: FrameType | None = sys._getframe(3)
+    for _ in range(MAX_WALK):
+        if here is None or here is frame:
+            return False
+        if _is_user(here):
+            return True
+        here = here.f_back
+    return False
+
+
+def _end(event: _Event, token: Any) -> None:
+    event.frame = None  # keep no stack alive past the call
+    try:
+        _active.reset(token)
+    except ValueError:  # a generator finalised in another context
+        _active.set(None)
+
+
+class _EagerLog:
+    """Per-scope record for ``REPORT_UNUSED_EAGER``: evaluations that asked for eager
+    loading, and which relations any instance read."""
+
+    __slots__ = ("eager", "used")
 
     def __init__(self) -> None:
-        self.spans: list[tuple[_Event, int, int]] = []
         self.eager: list[_Event] = []
         self.used: set[tuple[type[models.Model], str]] = set()
 
 
-def _log(scope: Scope) -> OrmLog:
+def _log(scope: Scope) -> _EagerLog:
     log = scope.orm
     if log is None:
-        log = scope.orm = OrmLog()
+        log = scope.orm = _EagerLog()
     return log  # type: ignore[no-any-return]
 
 
-def _run(scope: Scope, event: _Event, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``func`` with ``event`` active and note which records it produced, in every
-    enclosing scope (each keeps its own records list)."""
-    marks = []
-    node: Scope | None = scope
-    while node is not None:
-        if not node.ignoring:
-            marks.append((node, len(node.records)))
-        node = node.parent
-    token = _active.set(event)
-    try:
-        return func(*args, **kwargs)
-    finally:
-        try:
-            _active.reset(token)
-        except ValueError:
-            _active.set(None)
-        for node, start in marks:
-            end = len(node.records)
-            if end > start:
-                _log(node).spans.append((event, start, end))
-
-
 _scope_var = _current
-_WRITE_KINDS = frozenset({"save", "create", "delete", "qs_delete", "update"})
-
-
-def _inside_orm_call() -> bool:
-    """True inside a hooked call whose nested ORM calls are Django's implementation
-    (``get`` -> ``_fetch_all``, a prefetch inside an evaluation): the outer event already
-    explains their queries, so no inner event is made. Writes are the exception: signal
-    handlers run user code inside ``save()``/``delete()``."""
-    active = _active.get()
-    return active is not None and active.kind not in _WRITE_KINDS
 
 
 def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any) -> Any:
-        scope = _scope_var.get()
-        if (
-            scope is None
-            or (
-                self._result_cache is not None
-                and (self._prefetch_done or not self._prefetch_related_lookups)
-            )
-            or _inside_orm_call()
+        if _scope_var.get() is None or (
+            self._result_cache is not None
+            and (self._prefetch_done or not self._prefetch_related_lookups)
         ):
             return original(self)
-        try:
-            event = _queryset_event("fetch", scope, self)
-        except Exception:
-            log_internal_error("ORM attribution (fetch)")
+        event = _begin("fetch", self.model)
+        if event is None:
             return original(self)
-        result = _run(scope, event, original, self)
+        event.queryset = self
+        if self._hints:
+            _note_prefetched(event, self)
+        token = _active.set(event)
         try:
-            _after_fetch(scope, event, self)
-        except Exception:
-            log_internal_error("ORM attribution (fetch)")
+            result = original(self)
+        finally:
+            _end(event, token)
+        event.result = self._result_cache
+        event.loading = self.query.deferred_loading if self.query.deferred_loading[0] else None
+        if _track_usage:
+            try:
+                _note_eager(event, self)
+            except Exception:
+                log_internal_error("ORM attribution (fetch)")
         return result
 
     return wrapper
 
 
-def _after_fetch(scope: Scope, event: _Event, queryset: Any) -> None:
-    rows = queryset._result_cache or []
-    event.rows = len(rows)
-    if rows and isinstance(rows[0], models.Model):
-        loading = queryset.query.deferred_loading
-        deferred = (frozenset(loading[0]), bool(loading[1])) if loading[0] else None
-        _tag(rows, event.root_origin(deferred))
-        select = queryset.query.select_related
-        lookups = tuple(queryset._prefetch_related_lookups)
-        if (select or lookups) and conf.get_config().REPORT_UNUSED_EAGER:
-            event.eager = (select, lookups)
-            node: Scope | None = scope
-            while node is not None:
-                if not node.ignoring:
-                    _log(node).eager.append(event)
-                node = node.parent
+def _note_prefetched(event: _Event, queryset: Any) -> None:
+    """What the related manager's instance had prefetched when the call was made: a
+    relation that was prefetched and is queried again was refiltered."""
+    owner = queryset._hints.get("instance")
+    cache = getattr(owner, "__dict__", {}).get("_prefetched_objects_cache")
+    if cache:
+        event.prefetched = tuple(cache)
 
 
-def _queryset_event(kind: str, scope: Scope, queryset: Any, lookups: Iterable[str] = ()) -> _Event:
-    event = _Event(kind, scope, queryset.model)
+def _note_eager(event: _Event, queryset: Any) -> None:
+    select = queryset.query.select_related
+    lookups = tuple(queryset._prefetch_related_lookups)
+    if not (select or lookups) or not event.result:
+        return
+    event.eager = (select, lookups)
+    node: Scope | None = _scope_var.get()
+    while node is not None:
+        if not node.ignoring:
+            _log(node).eager.append(event)
+        node = node.parent
+
+
+def _complete(event: _Event) -> None:
+    """Work out what a queryset call was about from what it was called with: which
+    relation of which instance it followed, or which fields it filtered on."""
+    if event.completed:
+        return
+    event.completed = True
+    queryset = event.queryset
+    if queryset is None:
+        if event.field is not None and event.owner is not None:
+            event.relation = _relation(event.field, type(event.owner))
+        return
+    kwargs = event.args or {}
     owner = queryset._hints.get("instance")
     generic = _generic_owners.get(queryset) if owner is None else None
     if generic is not None:
         owner = generic[0]
         event.relation = _relation(generic[1], type(owner))
     elif isinstance(owner, models.Model):
-        event.relation = _relation_for_queryset(owner, queryset, lookups)
+        event.relation = _relation_for_queryset(owner, queryset, kwargs)
     if isinstance(owner, models.Model) and event.relation is not None:
-        event.origin = _origin_of(owner)
-        cache = owner.__dict__.get("_prefetched_objects_cache") or {}
+        event.owner = owner
         rel = event.relation
+        cache = event.prefetched or ()
         if rel.name in cache or (rel.query_name and rel.query_name in cache):
             event.detail = ("refiltered",)
-        return event
-    event.detail = tuple(_where_targets(queryset))
-    if queryset.model._meta.auto_created:
-        event.relation = _through_relation(queryset.model, event.detail)
-    return event
+    else:
+        event.detail = tuple(_where_targets(queryset))
+        if queryset.model._meta.auto_created:
+            event.relation = _through_relation(queryset.model, event.detail)
+        if event.kind in ("get", "update") and event.relation is None:
+            event.detail = (*event.detail, *sorted(kwargs))
+    if event.kind == "aggregate":
+        event.detail = _describe_aggregates(kwargs)
 
 
 def _through_relation(through: Any, targets: tuple[Any, ...]) -> _Relation | None:
@@ -525,21 +594,22 @@ def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., 
     def decorate(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            scope = _scope_var.get()
-            if scope is None or _inside_orm_call():
+            if _scope_var.get() is None:
                 return original(self, *args, **kwargs)
+            event = _begin(kind, self.model)
+            if event is None:
+                return original(self, *args, **kwargs)
+            event.queryset = self
+            event.args = kwargs
+            if self._hints:
+                _note_prefetched(event, self)
+            token = _active.set(event)
             try:
-                event = _queryset_event(kind, scope, self, kwargs)
-                if kind == "aggregate":
-                    event.detail = _describe_aggregates(kwargs)
-                elif kind in ("get", "update") and event.relation is None:
-                    event.detail = (*event.detail, *sorted(kwargs))
-            except Exception:
-                log_internal_error(f"ORM attribution ({kind})")
-                return original(self, *args, **kwargs)
-            result = _run(scope, event, original, self, *args, **kwargs)
-            if kind == "get" and isinstance(result, models.Model):
-                _tag((result,), event.root_origin())
+                result = original(self, *args, **kwargs)
+            finally:
+                _end(event, token)
+            if kind == "get":
+                event.result = result
             return result
 
         return wrapper
@@ -561,27 +631,22 @@ def _forward_get_object(original: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(original)
     def wrapper(self: Any, instance: models.Model) -> Any:
-        scope = _scope_var.get()
-        if scope is None or _inside_orm_call():
+        if _scope_var.get() is None:
             return original(self, instance)
+        event = _begin("forward", type(instance))
+        if event is None:
+            return original(self, instance)
+        event.owner = instance
+        event.field = self.field
+        token = _active.set(event)
         try:
-            event = _instance_event("forward", scope, instance, self.field)
-        except Exception:
-            log_internal_error("ORM attribution (forward)")
-            return original(self, instance)
-        result = _run(scope, event, original, self, instance)
-        if isinstance(result, models.Model):
-            _tag((result,), event.root_origin())
+            result = original(self, instance)
+        finally:
+            _end(event, token)
+        event.result = result
         return result
 
     return wrapper
-
-
-def _instance_event(kind: str, scope: Scope, instance: models.Model, field: Any) -> _Event:
-    event = _Event(kind, scope, type(instance))
-    event.relation = _relation(field, type(instance))
-    event.origin = _origin_of(instance)
-    return event
 
 
 def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -595,16 +660,19 @@ def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]
         field = getattr(self, "field", self)  # the descriptor's field on 6.1
         if _track_usage:
             _note_use(scope, instance, field.name)
-        if field.is_cached(instance) or _inside_orm_call():
+        if field.is_cached(instance):
             return original(self, instance, cls)
+        event = _begin("forward", type(instance))
+        if event is None:
+            return original(self, instance, cls)
+        event.owner = instance
+        event.field = field
+        token = _active.set(event)
         try:
-            event = _instance_event("forward", scope, instance, field)
-        except Exception:
-            log_internal_error("ORM attribution (generic foreign key)")
-            return original(self, instance, cls)
-        result = _run(scope, event, original, self, instance, cls)
-        if isinstance(result, models.Model):
-            _tag((result,), event.root_origin())
+            result = original(self, instance, cls)
+        finally:
+            _end(event, token)
+        event.result = result
         return result
 
     return wrapper
@@ -635,12 +703,15 @@ def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any
     def decorate(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def wrapper(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-            scope = _scope_var.get()
-            if scope is None or _inside_orm_call():
+            if _scope_var.get() is None:
                 return original(self, *args, **kwargs)
+            event = _begin(kind, type(self))
+            if event is None:
+                return original(self, *args, **kwargs)
+            event.owner = self
+            event.completed = True  # nothing left to work out later
             try:
-                event = _Event(kind, scope, type(self))
-                event.origin = _origin_of(self)
+                # The state these read changes once the call has run.
                 if kind == "save":
                     fields = kwargs.get("update_fields")
                     event.detail = (self._state.adding, tuple(fields or ()))
@@ -648,8 +719,11 @@ def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any
                     _describe_refresh(event, self, args, kwargs)
             except Exception:
                 log_internal_error(f"ORM attribution ({kind})")
+            token = _active.set(event)
+            try:
                 return original(self, *args, **kwargs)
-            return _run(scope, event, original, self, *args, **kwargs)
+            finally:
+                _end(event, token)
 
         return wrapper
 
@@ -721,18 +795,13 @@ def _patch(owner: Any, name: str, make: Wrap) -> None:
 
 def install() -> None:
     """Wrap the ORM entry points once (idempotent). Called from ``AppConfig.ready``."""
-    global _render_code, _hop_code
     with _install_lock:
         if _originals:
             return
-        from asgiref.sync import SyncToAsync
         from django.contrib.contenttypes import fields as generic
         from django.contrib.contenttypes.fields import GenericForeignKey
         from django.db.models.fields import related_descriptors as rd
-        from django.template.base import Node
 
-        _render_code = Node.render_annotated.__code__
-        _hop_code = SyncToAsync.thread_handler.__code__
         qs = models.QuerySet
         _patch(qs, "_fetch_all", _fetch_all)
         for kind, name in (
@@ -996,41 +1065,30 @@ def _template(node: Any) -> str | None:
     return f"{name}:{token.lineno}" if name else None
 
 
-def _events_by_record(scope: Scope) -> dict[int, _Event]:
-    """For each record, the outermost hooked call made from the same user line: inner
-    calls are Django's implementation (``get`` -> ``_fetch_all``); a call made from a
-    different line (a signal handler inside ``save``) explains its own queries."""
-    log: OrmLog | None = scope.orm
-    best: dict[int, _Event] = {}
-    if log is None:
-        return best
-    records = scope.records
-    for event, start, end in log.spans:
-        site = event.site
-        for record in records[start:end]:
-            stack = record[STACK]
-            if site is not None and (
-                len(stack) < 2 or stack[0] is not site[0] or stack[1] != site[1]
-            ):
-                continue
-            current = best.get(id(record))
-            if current is None or event.seq < current.seq:
-                best[id(record)] = event
-    return best
+def _fetch_ends(scope: Scope) -> list[tuple[_Event, int]]:
+    """Each queryset evaluation made from user code, with the index just past its last
+    statement in ``scope.records``."""
+    ends: dict[int, tuple[_Event, int]] = {}
+    for index, record in enumerate(scope.records):
+        event = record[EVENT]
+        if event is not None and event.kind == "fetch":
+            ends[id(event)] = (event, index + 1)
+    return list(ends.values())
 
 
-def _parent_site(scope: Scope, stack: tuple[Any, ...], first_index: int) -> Site | None:
+def _parent_site(
+    fetches: list[tuple[_Event, int]], stack: tuple[Any, ...], first_index: int
+) -> Site | None:
     """For loops with no instance to follow (``get`` in a loop, raw SQL, writes): the last
     queryset evaluated, before the first repeated statement, in a function on the
     statements' stack (possibly on the same line: a one-line comprehension iterates and
     loops on one line)."""
-    log: OrmLog | None = scope.orm
-    if log is None or not stack:
+    if not stack:
         return None
     codes = {id(stack[i]) for i in range(0, len(stack), 2)}
     found: tuple[int, Site] | None = None
-    for event, _start, end in log.spans:
-        if event.kind != "fetch" or event.nested or event.site is None or end > first_index:
+    for event, end in fetches:
+        if event.parent is not None or event.site is None or end > first_index:
             continue
         if id(event.site[0]) in codes and (found is None or end >= found[0]):
             found = (end, event.site)
@@ -1041,15 +1099,21 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     """Fill ``model``, ``field``, ``suggestion``, ``parent_callsite`` and ``template`` on the
     SQL layer's N+1 findings (``findings[i]`` was made from ``groups[i]``), then merge
     findings that share one root cause (a generic foreign key loading several content
-    types, a cascade delete touching several tables)."""
-    from .capture import SQL
+    types, a cascade delete touching several tables).
+
+    Each statement's record names the hooked ORM call it ran in directly (none when user
+    code ran in between, e.g. a signal handler); everything the hot path left out is worked
+    out here, only because there are findings to explain."""
     from .detect import render_frame
 
-    by_record = _events_by_record(scope)
-    positions: dict[int, int] = {}
-    if scope.orm is not None:
-        wanted = {id(g.records[0]) for g in groups if g.records}
-        positions = {id(r): i for i, r in enumerate(scope.records) if id(r) in wanted}
+    if not groups:
+        return findings
+    records = scope.records
+    events_in_scope = {id(r[EVENT]): r[EVENT] for r in records if r[EVENT] is not None}
+    origins = _Origins(events_in_scope.values())
+    wanted = {id(g.records[0]) for g in groups if g.records}
+    positions = {id(r): i for i, r in enumerate(records) if id(r) in wanted}
+    fetches = _fetch_ends(scope)
     causes: dict[tuple[Any, ...], _Cause] = {}
     signatures: dict[int, tuple[Any, ...]] = {}
 
@@ -1060,9 +1124,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         return found
 
     for group, finding in zip(groups, findings, strict=True):
-        events = [by_record[id(r)] for r in group.records if id(r) in by_record]
+        events = [r[EVENT] for r in group.records if r[EVENT] is not None]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
         if events:
+            for event in events:
+                origins.explain(event)
             signature = Counter(signature_of(e) for e in events).most_common(1)[0][0]
             event = next(e for e in events if signature_of(e) == signature)
             cause = causes.get(signature)
@@ -1078,11 +1144,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
                 # A cascade's SELECTs belong to the same write as its DELETEs.
                 finding.kind = "write"
             finding.suggestion = cause.suggestion
-            parent = cause.parent_site or _parent_site(scope, group.stack, first_index)
+            parent = cause.parent_site or _parent_site(fetches, group.stack, first_index)
         else:
             sql = group.records[0][SQL] if group.records else ""
             finding.suggestion = _raw_fix(str(sql), group.alias, group.fp.verb)
-            parent = _parent_site(scope, group.stack, first_index)
+            parent = _parent_site(fetches, group.stack, first_index)
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
     return _merge(findings)
@@ -1190,18 +1256,18 @@ def unused_eager(scope: Scope) -> list[NPlusOne]:
     "used" by any instance of the model in the scope counts as used. Prefetches with
     ``to_attr`` are skipped (the attribute is a plain list).
     """
-    from .capture import SQL
     from .detect import render_frame
     from .fingerprint import fingerprint
     from .report import NPlusOne
 
-    log: OrmLog | None = scope.orm
+    log: _EagerLog | None = scope.orm
     if log is None or not log.eager:
         return []
     first_sql: dict[int, Any] = {}
-    for event, start, _end in log.spans:
-        if event.eager is not None and id(event) not in first_sql:
-            first_sql[id(event)] = scope.records[start][SQL]
+    for record in scope.records:
+        event = record[EVENT]
+        if event is not None and event.eager is not None and id(event) not in first_sql:
+            first_sql[id(event)] = record[SQL]
     found: dict[tuple[Any, ...], NPlusOne] = {}
     for event in log.eager:
         if not event.rows or event.eager is None or event.model is None:
