@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
 from types import CodeType, FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -54,6 +54,8 @@ MAX_WALK = 256
 #: Distinct statements counted past ``max_queries``; beyond it they only add to the totals,
 #: so a scope that generates endless distinct SQL still has bounded memory.
 MAX_OVERFLOW_KEYS = 1_000
+#: Walks remembered per scope (one per distinct statement text), to skip repeated walks.
+MAX_WALKS_PER_SCOPE = 256
 #: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or
 #: template engines would otherwise be kept alive forever).
 MAX_FRAME_KINDS = 20_000
@@ -103,6 +105,7 @@ class Scope:
         "records",
         "task",
         "total_time",
+        "walks",
     )
 
     def __init__(
@@ -127,6 +130,8 @@ class Scope:
         self.count = 0
         self.total_time = 0.0
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
+        # Statement text -> the last full walk made for it (see ``_record``).
+        self.walks: dict[Any, Anchor] = {}
         # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
         try:
@@ -171,6 +176,7 @@ class Scope:
 
     def close(self) -> None:
         self._batch_frames.clear()
+        self.walks.clear()
         self.base_frame = None
         self.orm = None
 
@@ -274,12 +280,26 @@ def _classify(frame: FrameType) -> int:
     return kind
 
 
+class Anchor(NamedTuple):
+    """What a full walk found, to recognise the same call site without walking again: the
+    first user frame, its depth from the statement and the instruction it is suspended
+    at, and the depths of the hooked ORM call and of the template node above it."""
+
+    depth: int
+    frame: FrameType
+    lasti: int
+    stack: tuple[Any, ...]
+    hook_depth: int
+    hook_at: int
+    render_depth: int
+
+
 def _walk(
     frame: FrameType | None,
     base: FrameType | None,
     async_scope: bool = False,
     hook: FrameType | None = None,
-) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any]:
+) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
     run while a connection is being set up. For a scope opened in async code
@@ -299,10 +319,13 @@ def _walk(
     hopped = False
     hook_at = -1
     node = None
+    first: FrameType | None = None
+    first_depth = hook_depth = render_depth = -1
+    reusable = True  # False once the walk saw what only a full walk gets right
     if frame is None:
-        return (), None, False, -1, None
+        return (), None, False, -1, None, None
     kind_of = _frame_kinds.get
-    for _ in range(MAX_WALK):
+    for depth in range(MAX_WALK):
         code = frame.f_code
         kind = kind_of(id(code), _UNKNOWN)
         if kind == _UNKNOWN:
@@ -310,8 +333,11 @@ def _walk(
         if not kind:
             if frame is hook:
                 hook_at = len(stack)
+                hook_depth = depth
         else:
             if kind == _USER:
+                if first is None:
+                    first, first_depth = frame, depth
                 lines = _user_lines.get(id(code))
                 if lines is None:  # cleared by another thread meanwhile
                     line = frame.f_lineno
@@ -326,11 +352,14 @@ def _walk(
             elif kind == _RENDER:
                 if node is None and hook_at == len(stack):
                     node = frame.f_locals.get("self")
+                    render_depth = depth
             elif kind == _BATCH and not stack:
                 batch = frame
+                reusable = False
             elif kind == _CONNECT:
-                return None, None, False, -1, None
+                return None, None, False, -1, None, None
             elif kind == _HOP:
+                reusable = False
                 if async_scope:
                     hopped = True
                     break
@@ -348,7 +377,48 @@ def _walk(
         frame = frame.f_back
         if frame is None:
             break
-    return tuple(stack), batch, hopped and async_scope, hook_at, node
+    result = tuple(stack)
+    anchor = None
+    if reusable and first is not None:
+        lasti = first.f_lasti
+        anchor = Anchor(first_depth, first, lasti, result, hook_depth, hook_at, render_depth)
+    return result, batch, hopped and async_scope, hook_at, node, anchor
+
+
+def _rewalk(scope: Scope, sql: Any, hook: FrameType | None) -> Anchor | None:
+    """The remembered walk for ``sql`` if it still holds, so the frames need no walk.
+
+    It holds when the first user frame it found is again at the same depth below the
+    statement, suspended at the same instruction (so every frame above it, and the user
+    stack, is unchanged), and the hooked ORM call, if any, sits at the same depth too.
+    Same statement text, same suspended call, same depth: a loop's repeats. Anything else
+    (another line, a deeper or shallower path) misses and walks in full.
+    """
+    anchor = scope.walks.get(sql)
+    if anchor is None:
+        return None
+    # Frame 2 of _record is the walk's depth 0; we are one frame further down.
+    try:
+        frame = sys._getframe(3 + anchor.depth)
+    except ValueError:
+        return None
+    if frame is not anchor.frame or frame.f_lasti != anchor.lasti:
+        return None
+    if hook is None:
+        return anchor if anchor.hook_depth < 0 else None
+    if anchor.hook_depth < 0 or sys._getframe(3 + anchor.hook_depth) is not hook:
+        return None
+    return anchor
+
+
+def _render_node(anchor: Anchor) -> Any:
+    """The template node at the remembered depth, if a node is being rendered there."""
+    if anchor.render_depth < 0:
+        return None
+    frame = sys._getframe(3 + anchor.render_depth)
+    if frame.f_code not in _render_codes:
+        return None
+    return frame.f_locals.get("self")
 
 
 def _coro_frames(coro: Any) -> list[FrameType] | None:
@@ -445,17 +515,26 @@ def _execute_wrapper(
 
 
 def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duration: float) -> None:
-    # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
     task = scope.task
     event = current_call.get()
-    stack, batch, hopped, hook_at, node = _walk(
-        sys._getframe(2),
-        scope.base_frame,
-        task is not None,
-        None if event is None else event.frame,
-    )
-    if stack is None:
-        return
+    hook = None if event is None else event.frame
+    # Only plain strings key the remembered walks (psycopg's Composed is not hashable).
+    reuse = task is None and type(sql) is str
+    anchor = _rewalk(scope, sql, hook) if reuse else None
+    stack: tuple[Any, ...]
+    if anchor is not None:
+        stack, batch, hopped, hook_at = anchor.stack, None, False, anchor.hook_at
+        node = _render_node(anchor) if event is not None and event.site is None else None
+    else:
+        # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
+        walked, batch, hopped, hook_at, node, anchor = _walk(
+            sys._getframe(2), scope.base_frame, task is not None, hook
+        )
+        if walked is None:
+            return
+        stack = walked
+        if anchor is not None and reuse and len(scope.walks) < MAX_WALKS_PER_SCOPE:
+            scope.walks[sql] = anchor
     if task is not None and (hopped or not stack):
         stack = (stack + _walk_task(task))[: 2 * MAX_USER_FRAMES]
     if event is not None:
