@@ -159,10 +159,10 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
 
     groups: dict[tuple[Any, ...], Group] = {}
     rendered: dict[tuple[Any, ...], list[str]] = {}
+    stacks = _Stacks(rendered)
     queries: list[CapturedQuery] = []
     for index, record in enumerate(scope.records):
         sql = _as_text(record[SQL])
-        stack = record[STACK]
         if budget.noted or (index & 31 == 31 and budget.spent):
             if not budget.noted:
                 budget.note(
@@ -170,16 +170,14 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
                     f"{len(scope.records) - index} of {scope.count} "
                     "statements were counted but not analysed",
                 )
-            queries.append(_captured(record, sql, rendered.get(stack) or []))
+            queries.append(_captured(record, sql, rendered.get(record[STACK]) or []))
             continue
         fp = fingerprint(sql)
-        frames = rendered.get(stack)
-        if frames is None:
-            frames = rendered[stack] = render_stack(stack)
+        stack, frames = stacks.get(record[STACK])
         queries.append(_captured(record, sql, frames, fp.key))
         if record[IGNORED] or fp.is_transaction_control:
             continue
-        key = (record[ALIAS], fp.key, stack)
+        key = (record[ALIAS], fp.key, id(stack))
         group = groups.get(key)
         if group is None:
             group = groups[key] = Group(alias=record[ALIAS], fp=fp, stack=stack)
@@ -192,7 +190,8 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         fp = fingerprint(_as_text(sql))
         if ignored or fp.is_transaction_control:
             continue
-        key = (alias, fp.key, stack)
+        stack, _frames = stacks.get(stack)
+        key = (alias, fp.key, id(stack))
         group = groups.get(key)
         if group is None:
             group = groups[key] = Group(alias=alias, fp=fp, stack=stack)
@@ -231,6 +230,29 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         )
         report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
     return report
+
+
+class _Stacks:
+    """Rendered stacks for one analysis. Repeats of one call site share one stack tuple
+    (the recorder reuses its walk), and hashing a stack hashes its code objects, which is
+    slow; so each tuple is looked up by identity, and hashed once per distinct tuple."""
+
+    def __init__(self, rendered: dict[tuple[Any, ...], list[str]]) -> None:
+        self.rendered = rendered
+        self._by_id: dict[int, tuple[tuple[Any, ...], list[str]]] = {}
+        self._by_value: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def get(self, stack: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
+        """The canonical tuple equal to ``stack`` (whose ``id`` can key groups) and its
+        rendering. ``stack`` must stay alive while this object is used."""
+        found = self._by_id.get(id(stack))
+        if found is None:
+            canon = self._by_value.setdefault(stack, stack)
+            frames = self.rendered.get(canon)
+            if frames is None:
+                frames = self.rendered[canon] = render_stack(canon)
+            found = self._by_id[id(stack)] = (canon, frames)
+        return found
 
 
 def _attribute(

@@ -242,23 +242,12 @@ class _Origins:
         self._tags: dict[int, tuple[Any, _Event | _Origin]] = {}
         self._roots: dict[int, _Origin] = {}
         self._busy: set[int] = set()
+        # Events whose rows are not tagged yet, last called first; tagged on demand.
+        self._pending = sorted(
+            (e for e in events if e.result is not None), key=lambda e: e.seq, reverse=True
+        )
         self._nested: list[_Event] = []
         self._expanding = False
-        tags = self._tags
-        for event in sorted(events, key=lambda e: e.seq):
-            result = event.result
-            if result is None:
-                continue
-            if event.kind == "fetch":
-                for row in result:
-                    if id(row) not in tags:
-                        tags[id(row)] = (row, event)
-            elif isinstance(result, models.Model):
-                if id(result) not in tags:
-                    tags[id(result)] = (result, event)
-            else:
-                continue
-            self._nested.append(event)
 
     def explain(self, event: _Event) -> None:
         """Fill what the hot path left out: the relation and the owner's origin."""
@@ -266,15 +255,39 @@ class _Origins:
         if event.owner is not None and event.origin is None:
             event.origin = self.get(event.owner)
 
-    def get(self, instance: Any) -> _Origin | None:
-        found = self._tags.get(id(instance))
+    def source(self, instance: Any) -> object | None:
+        """What tagged ``instance`` (an event, or a nested row's origin), or ``None``."""
+        tags = self._tags
+        found = tags.get(id(instance))
+        while found is None and self._pending:
+            self._tag_rows(self._pending.pop())
+            found = tags.get(id(instance))
         if found is None and self._nested and not self._expanding:
             self._expand()
-            found = self._tags.get(id(instance))
+            found = tags.get(id(instance))
         if found is None or found[0] is not instance:
             return None
-        source = found[1]
-        return source if isinstance(source, _Origin) else self._root(source)
+        return found[1]
+
+    def get(self, instance: Any) -> _Origin | None:
+        source = self.source(instance)
+        if source is None or isinstance(source, _Origin):
+            return source
+        return self._root(source)  # type: ignore[arg-type]
+
+    def _tag_rows(self, event: _Event) -> None:
+        tags = self._tags
+        result = event.result
+        if event.kind == "fetch":
+            for row in result:
+                if id(row) not in tags:
+                    tags[id(row)] = (row, event)
+        elif isinstance(result, models.Model):
+            if id(result) not in tags:
+                tags[id(result)] = (result, event)
+        else:
+            return
+        self._nested.append(event)
 
     def _root(self, event: _Event) -> _Origin:
         """The origin of the rows ``event`` loaded, memoised. An event whose owner leads
@@ -300,6 +313,8 @@ class _Origins:
         """Tag what the loaded rows carry, up to ``_MAX_TAG_DEPTH`` levels down; done on
         the first miss, one event at a time in call order so that, as with the rows
         themselves, the earliest event to reach an instance names its origin."""
+        while self._pending:
+            self._tag_rows(self._pending.pop())
         tags = self._tags
         children: dict[tuple[int, str, bool], _Origin] = {}
         nested, self._nested = self._nested, []
@@ -466,6 +481,9 @@ def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
             and (self._prefetch_done or not self._prefetch_related_lookups)
         ):
             return original(self)
+        active = _active.get()
+        if active is not None and active.kind not in _WRITE_KINDS:
+            return original(self)  # Django serving an outer call (get -> _fetch_all)
         event = _begin("fetch", self.model)
         if event is None:
             return original(self)
@@ -595,6 +613,9 @@ def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., 
         @functools.wraps(original)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             if _scope_var.get() is None:
+                return original(self, *args, **kwargs)
+            active = _active.get()
+            if active is not None and active.kind not in _WRITE_KINDS:
                 return original(self, *args, **kwargs)
             event = _begin(kind, self.model)
             if event is None:
@@ -1116,21 +1137,45 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     fetches = _fetch_ends(scope)
     causes: dict[tuple[Any, ...], _Cause] = {}
     signatures: dict[int, tuple[Any, ...]] = {}
+    by_inputs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    canonical: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def signature_of(event: _Event) -> tuple[Any, ...]:
+        """The event's signature, one shared tuple per distinct signature. An N+1 repeats
+        one call on many instances: calls that followed the same field from instances
+        loaded by the same call share a signature, worked out once."""
         found = signatures.get(id(event))
+        if found is not None:
+            return found
+        inputs = None
+        if event.queryset is None and event.owner is not None:
+            detail = event.detail
+            inputs = (
+                event.kind,
+                id(event.field),
+                type(event.owner),
+                id(origins.source(event.owner)),
+                detail if isinstance(detail, tuple | str | bool) or detail is None else id(detail),
+            )
+            found = by_inputs.get(inputs)
         if found is None:
-            found = signatures[id(event)] = _signature(event)
+            origins.explain(event)
+            signature = _signature(event)
+            found = canonical.setdefault(signature, signature)
+            if inputs is not None:
+                by_inputs[inputs] = found
+        signatures[id(event)] = found
         return found
 
     for group, finding in zip(groups, findings, strict=True):
         events = [r[EVENT] for r in group.records if r[EVENT] is not None]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
         if events:
-            for event in events:
-                origins.explain(event)
-            signature = Counter(signature_of(e) for e in events).most_common(1)[0][0]
-            event = next(e for e in events if signature_of(e) == signature)
+            counts = Counter(id(signature_of(e)) for e in events)
+            top = counts.most_common(1)[0][0]
+            event = next(e for e in events if id(signature_of(e)) == top)
+            signature = signature_of(event)
+            origins.explain(event)
             cause = causes.get(signature)
             if cause is None:
                 cause = causes[signature] = _describe(event)
