@@ -482,11 +482,15 @@ def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
         ):
             return original(self)
         active = _active.get()
-        if active is not None and active.kind not in _WRITE_KINDS:
+        if active is None:
+            event = _Event("fetch", self.model, sys._getframe(), None)
+        elif active.kind not in _WRITE_KINDS:
             return original(self)  # Django serving an outer call (get -> _fetch_all)
-        event = _begin("fetch", self.model)
-        if event is None:
-            return original(self)
+        else:
+            found = _begin("fetch", self.model)
+            if found is None:
+                return original(self)
+            event = found
         event.queryset = self
         if self._hints:
             _note_prefetched(event, self)
@@ -615,11 +619,15 @@ def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., 
             if _scope_var.get() is None:
                 return original(self, *args, **kwargs)
             active = _active.get()
-            if active is not None and active.kind not in _WRITE_KINDS:
+            if active is None:
+                event = _Event(kind, self.model, sys._getframe(), None)
+            elif active.kind not in _WRITE_KINDS:
                 return original(self, *args, **kwargs)
-            event = _begin(kind, self.model)
-            if event is None:
-                return original(self, *args, **kwargs)
+            else:
+                found = _begin(kind, self.model)
+                if found is None:
+                    return original(self, *args, **kwargs)
+                event = found
             event.queryset = self
             event.args = kwargs
             if self._hints:
@@ -654,9 +662,14 @@ def _forward_get_object(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, instance: models.Model) -> Any:
         if _scope_var.get() is None:
             return original(self, instance)
-        event = _begin("forward", type(instance))
-        if event is None:
-            return original(self, instance)
+        # The common case inline (a relation read in a loop): the cost is per access.
+        if _active.get() is None:
+            event = _Event("forward", type(instance), sys._getframe(), None)
+        else:
+            found = _begin("forward", type(instance))
+            if found is None:
+                return original(self, instance)
+            event = found
         event.owner = instance
         event.field = self.field
         token = _active.set(event)
@@ -1171,10 +1184,10 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         events = [r[EVENT] for r in group.records if r[EVENT] is not None]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
         if events:
-            counts = Counter(id(signature_of(e)) for e in events)
-            top = counts.most_common(1)[0][0]
-            event = next(e for e in events if id(signature_of(e)) == top)
-            signature = signature_of(event)
+            keys = [signature_of(e) for e in events]
+            top = Counter(map(id, keys)).most_common(1)[0][0]
+            position = next(i for i, key in enumerate(keys) if id(key) == top)
+            event, signature = events[position], keys[position]
             origins.explain(event)
             cause = causes.get(signature)
             if cause is None:
