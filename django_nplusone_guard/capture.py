@@ -385,34 +385,9 @@ def _walk(
     return result, batch, hopped and async_scope, hook_at, node, anchor
 
 
-def _rewalk(scope: Scope, sql: Any, hook: FrameType | None) -> Anchor | None:
-    """The remembered walk for ``sql`` if it still holds, so the frames need no walk.
-
-    It holds when the first user frame it found is again at the same depth below the
-    statement, suspended at the same instruction (so every frame above it, and the user
-    stack, is unchanged), and the hooked ORM call, if any, sits at the same depth too.
-    Same statement text, same suspended call, same depth: a loop's repeats. Anything else
-    (another line, a deeper or shallower path) misses and walks in full.
-    """
-    anchor = scope.walks.get(sql)
-    if anchor is None:
-        return None
-    # Frame 2 of _record is the walk's depth 0; we are one frame further down.
-    try:
-        frame = sys._getframe(3 + anchor.depth)
-    except ValueError:
-        return None
-    if frame is not anchor.frame or frame.f_lasti != anchor.lasti:
-        return None
-    if hook is None:
-        return anchor if anchor.hook_depth < 0 else None
-    if anchor.hook_depth < 0 or sys._getframe(3 + anchor.hook_depth) is not hook:
-        return None
-    return anchor
-
-
 def _render_node(anchor: Anchor) -> Any:
-    """The template node at the remembered depth, if a node is being rendered there."""
+    """The template node at the remembered depth, if a node is being rendered there
+    (called from ``_record``, so the walk's depth 0 is frame 3 here)."""
     if anchor.render_depth < 0:
         return None
     frame = sys._getframe(3 + anchor.render_depth)
@@ -518,15 +493,31 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
     task = scope.task
     event = current_call.get()
     hook = None if event is None else event.frame
-    # Only plain strings key the remembered walks (psycopg's Composed is not hashable).
-    reuse = task is None and type(sql) is str
-    anchor = _rewalk(scope, sql, hook) if reuse else None
     stack: tuple[Any, ...]
+    # A remembered walk for this statement (only plain strings key them: psycopg's Composed
+    # is not hashable) still holds when its first user frame is again at the same depth,
+    # suspended at the same instruction, so that every frame above it is unchanged, and the
+    # hooked ORM call, if any, sits at the same depth too: a loop's repeats. Anything else
+    # (another line, a deeper or shallower path) walks in full.
+    reuse = task is None and type(sql) is str
+    anchor = scope.walks.get(sql) if reuse else None
+    if anchor is not None:
+        try:
+            # Frame 2 is Django's CursorWrapper._execute_with_wrappers, the walk's depth 0.
+            frame = sys._getframe(2 + anchor.depth)
+            if frame is not anchor.frame or frame.f_lasti != anchor.lasti:
+                anchor = None
+            elif hook is None:
+                if anchor.hook_depth >= 0:
+                    anchor = None
+            elif anchor.hook_depth < 0 or sys._getframe(2 + anchor.hook_depth) is not hook:
+                anchor = None
+        except ValueError:  # the stack is shallower than the remembered depth
+            anchor = None
     if anchor is not None:
         stack, batch, hopped, hook_at = anchor.stack, None, False, anchor.hook_at
         node = _render_node(anchor) if event is not None and event.site is None else None
     else:
-        # Frame 2 is Django's CursorWrapper._execute_with_wrappers; the user is further up.
         walked, batch, hopped, hook_at, node, anchor = _walk(
             sys._getframe(2), scope.base_frame, task is not None, hook
         )

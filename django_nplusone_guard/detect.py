@@ -162,7 +162,9 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     stacks = _Stacks(rendered)
     queries: list[CapturedQuery] = []
     for index, record in enumerate(scope.records):
-        sql = _as_text(record[SQL])
+        sql = record[SQL]
+        if type(sql) is not str:
+            sql = _as_text(sql)
         if budget.noted or (index & 31 == 31 and budget.spent):
             if not budget.noted:
                 budget.note(
@@ -174,7 +176,18 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
             continue
         fp = fingerprint(sql)
         stack, frames = stacks.get(record[STACK])
-        queries.append(_captured(record, sql, frames, fp.key))
+        queries.append(
+            CapturedQuery(
+                record[ALIAS],
+                sql,
+                record[PARAMS],
+                record[MANY],
+                record[DURATION] * 1000,
+                frames[0] if frames else "unknown",
+                frames,
+                fp.key,
+            )
+        )
         if record[IGNORED] or fp.is_transaction_control:
             continue
         key = (record[ALIAS], fp.key, id(stack))

@@ -1099,15 +1099,11 @@ def _template(node: Any) -> str | None:
     return f"{name}:{token.lineno}" if name else None
 
 
-def _fetch_ends(scope: Scope) -> list[tuple[_Event, int]]:
-    """Each queryset evaluation made from user code, with the index just past its last
-    statement in ``scope.records``."""
-    ends: dict[int, tuple[_Event, int]] = {}
-    for index, record in enumerate(scope.records):
-        event = record[EVENT]
-        if event is not None and event.kind == "fetch":
-            ends[id(event)] = (event, index + 1)
-    return list(ends.values())
+#: Calls looked at per finding to name its cause. A finding is one statement from one call
+#: stack, so its calls agree in practice; the first ones are enough to find the majority,
+#: and a 10,000-statement loop costs no more to explain than a 20-statement one.
+MAX_ATTRIBUTED_CALLS = 32
+_PLAIN = (tuple, str, bool)
 
 
 def _parent_site(
@@ -1142,12 +1138,22 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
 
     if not groups:
         return findings
-    records = scope.records
-    events_in_scope = {id(r[EVENT]): r[EVENT] for r in records if r[EVENT] is not None}
-    origins = _Origins(events_in_scope.values())
+    # One pass over the records: the calls made, where each evaluation ended, and where
+    # each finding's first statement ran.
     wanted = {id(g.records[0]) for g in groups if g.records}
-    positions = {id(r): i for i, r in enumerate(records) if id(r) in wanted}
-    fetches = _fetch_ends(scope)
+    events_in_scope: dict[int, _Event] = {}
+    ends: dict[int, tuple[_Event, int]] = {}
+    positions: dict[int, int] = {}
+    for index, record in enumerate(scope.records):
+        event = record[EVENT]
+        if event is not None:
+            events_in_scope[id(event)] = event
+            if event.kind == "fetch":
+                ends[id(event)] = (event, index + 1)
+        if id(record) in wanted:
+            positions[id(record)] = index
+    origins = _Origins(events_in_scope.values())
+    fetches = list(ends.values())
     causes: dict[tuple[Any, ...], _Cause] = {}
     signatures: dict[int, tuple[Any, ...]] = {}
     by_inputs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -1168,7 +1174,7 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
                 id(event.field),
                 type(event.owner),
                 id(origins.source(event.owner)),
-                detail if isinstance(detail, tuple | str | bool) or detail is None else id(detail),
+                detail if isinstance(detail, _PLAIN) or detail is None else id(detail),
             )
             found = by_inputs.get(inputs)
         if found is None:
@@ -1182,6 +1188,7 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
 
     for group, finding in zip(groups, findings, strict=True):
         events = [r[EVENT] for r in group.records if r[EVENT] is not None]
+        del events[MAX_ATTRIBUTED_CALLS:]
         first_index = positions.get(id(group.records[0]), 0) if group.records else 0
         if events:
             keys = [signature_of(e) for e in events]
@@ -1222,7 +1229,7 @@ def _signature(event: _Event) -> tuple[Any, ...]:
         where,
         origin.path if origin else None,
         origin.deferred if origin else None,
-        event.detail if isinstance(event.detail, tuple | str | bool) else None,
+        event.detail if isinstance(event.detail, _PLAIN) else None,
     )
 
 
