@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class NPlusOneGuardConfig(AppConfig):
@@ -14,3 +14,8 @@ class NPlusOneGuardConfig(AppConfig):
 
         install()
         install_orm_hooks()
+        if apps.is_installed("debug_toolbar"):
+            # The middleware without the panel: still keep the hooks out of SQL panel stacks.
+            from .panels import hide_from_toolbar_stacks
+
+            hide_from_toolbar_stacks()

@@ -520,3 +520,22 @@ def test_toolbar_history_writes_are_not_reported_with_the_guard_outside(toolbar_
     report = getattr(response.wsgi_request, REQUEST_ATTR)
     assert report.findings == []
     assert _subtitle(response) == "clean"
+
+
+def _sql_panel_modules(request_id: str) -> set[str]:
+    frames = [
+        f for q in get_store().panel(request_id, "SQLPanel")["queries"] for f in q["stacktrace"]
+    ]
+    assert frames, "the SQL panel kept no stack traces"
+    return {frame[0] for frame in frames}
+
+
+def test_the_guards_hooks_stay_out_of_the_sql_panels_stack_traces(toolbar_on, five_books):
+    from debug_toolbar import settings as dt_settings
+
+    dt_settings.get_config.cache_clear()  # as a settings change would: rebuilt without us
+    response = Client().get("/books/")
+    files = _sql_panel_modules(_request_id(response))
+    assert not [f for f in files if "django_nplusone_guard" in f], files
+    assert any(f.endswith("toolbar_views.py") or "tests" in f for f in files), files
+    assert "django_nplusone_guard" not in str(toolbar_on.DEBUG_TOOLBAR_CONFIG)  # untouched
