@@ -282,3 +282,78 @@ def test_async_callsite_is_the_awaiting_line_not_the_sync_caller():
     assert finding.callsite.startswith(f"tests/test_capture.py:{line} ")
     caller = f"tests/test_capture.py:{_line_of('# the sync caller')} "
     assert not any(frame.startswith(caller) for frame in finding.stack)
+
+
+# --------------------------------------------------------------------------- remembered walks
+# The recorder walks the frames of a statement once and reuses that walk while the same
+# user frame, suspended at the same instruction, is at the same depth. These tests pin
+# down that a reuse never gives a statement another statement's call site.
+
+
+def _site(marker: str, function: str) -> str:
+    from tests.orm_expect import site
+
+    return site(__file__, marker, function)
+
+
+def _load_author(pk: int) -> None:
+    list(Author.objects.filter(pk=pk))  # helper-line
+
+
+def test_one_statement_from_two_lines_of_one_loop_keeps_both_call_sites():
+    books = BookFactory.create_batch(3)
+    with capture() as report:
+        for book in books:
+            list(Author.objects.filter(pk=book.author_id))  # first-line
+            list(Author.objects.filter(pk=book.author_id))  # second-line
+    function = "test_one_statement_from_two_lines_of_one_loop_keeps_both_call_sites"
+    sites = [q.callsite for q in report.queries]
+    assert sites == [_site("first-line", function), _site("second-line", function)] * 3
+    assert sorted(f.callsite for f in report.nplusones) == sorted(set(sites))
+
+
+def test_one_statement_at_another_depth_keeps_its_own_stack():
+    books = BookFactory.create_batch(3)
+    with capture() as report:
+        for book in books:
+            list(Author.objects.filter(pk=book.author_id))  # direct-line
+            _load_author(book.author_id)  # through-helper
+    function = "test_one_statement_at_another_depth_keeps_its_own_stack"
+    direct, helper = report.queries[0], report.queries[1]
+    assert [q.stack for q in report.queries[::2]] == [direct.stack] * 3
+    assert [q.stack for q in report.queries[1::2]] == [helper.stack] * 3
+    assert direct.callsite == _site("direct-line", function)
+    assert helper.stack[:2] == [
+        _site("helper-line", "_load_author"),
+        _site("through-helper", function),
+    ]
+
+
+def test_a_walk_is_not_reused_in_another_call_of_the_same_function():
+    books = BookFactory.create_batch(2)
+
+    def load(book: Book) -> None:
+        list(Author.objects.filter(pk=book.author_id))  # inner-line
+
+    with capture() as report:
+        for book in books:
+            load(book)  # first-caller
+        for book in books:
+            load(book)  # second-caller
+    function = "test_a_walk_is_not_reused_in_another_call_of_the_same_function"
+    callers = [q.stack[1] for q in report.queries]
+    assert (
+        callers == [_site("first-caller", function)] * 2 + [_site("second-caller", function)] * 2
+    )
+
+
+def test_a_batching_calls_walk_is_never_remembered():
+    from django_nplusone_guard.capture import active_scope as scope_of
+
+    # Its statements share one call id, which a remembered walk would not give them.
+    with capture() as report:
+        for _ in range(2):
+            Author.objects.bulk_create([Author(name="a"), Author(name="b")])
+            walks = dict(scope_of().walks)  # type: ignore[union-attr]
+    assert report.query_count == 2
+    assert not any("INSERT" in str(sql) for sql in walks)
