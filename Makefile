@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 comma := ,
 EXTRAS := dev,example$(if $(filter mysql,$(DB)),$(comma)mysql)
 
-.PHONY: help venv demo test lint format typecheck docs bench bench-short serve clean
+.PHONY: help venv demo test lint format typecheck docs bench bench-short bench-instructions serve clean
 
 help:
 	@echo "make demo    - set up, seed the example project and audit it (SQLite)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint    - ruff + mypy"
 	@echo "make docs    - build the docs with warnings as errors"
 	@echo "make bench   - overhead benchmark against the alternatives (bench-short: CI's quick run)"
+	@echo "make bench-instructions - the same overhead in CPU instructions (valgrind), noise-free"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +70,13 @@ bench: $(BENCH_STAMP)
 
 bench-short: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m benchmarks.run --short $(BENCH_ARGS)
+
+# The same pages counted in CPU instructions by valgrind: steady where time ratios are noisy.
+# INSTR_ARGS passes options (e.g. --variants guard,toolbar-panel).
+INSTR_ARGS ?=
+bench-instructions: $(BENCH_STAMP)
+	@command -v valgrind >/dev/null || { echo "bench-instructions needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(BENCH_VENV)/bin/python -m benchmarks.instructions $(INSTR_ARGS)
 
 serve: venv
 	cd example_project && export EXAMPLE_DB=$(DB) && ../$(BIN)/python manage.py migrate -v0 && \

@@ -354,6 +354,6 @@ def test_a_batching_calls_walk_is_never_remembered():
     with capture() as report:
         for _ in range(2):
             Author.objects.bulk_create([Author(name="a"), Author(name="b")])
-            walks = dict(scope_of().walks)  # type: ignore[union-attr]
+            walks = dict(scope_of().walks)
     assert report.query_count == 2
     assert not any("INSERT" in str(sql) for sql in walks)

@@ -272,7 +272,7 @@ def test_a_spent_analysis_budget_stops_explaining(recorder):
     sql = 'SELECT 1 FROM "testapp_listing" WHERE "testapp_listing"."city" = %s'
     if VENDOR == "mysql":
         sql = sql.replace('"', "`")
-    record = ("default", sql, ["Leeds"], False, 0.0, (), 1, False)
+    record = ("default", sql, ["Leeds"], False, 0.0, (), 1, False, None)
     group = Group(alias="default", fp=fingerprint(sql), stack=(), records=[record])
     assert find_missing_indexes([group], {}, should_stop=lambda: True) == []
     assert recorder.explains == []
