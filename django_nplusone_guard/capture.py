@@ -54,6 +54,8 @@ MAX_WALK = 256
 #: Distinct statements counted past ``max_queries``; beyond it they only add to the totals,
 #: so a scope that generates endless distinct SQL still has bounded memory.
 MAX_OVERFLOW_KEYS = 1_000
+#: Calls of one finding that ORM attribution looks at to name its cause and template line.
+MAX_ATTRIBUTED_CALLS = 32
 #: Walks remembered per scope (one per distinct statement text), to skip repeated walks.
 MAX_WALKS_PER_SCOPE = 256
 #: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or
@@ -292,6 +294,8 @@ class Anchor(NamedTuple):
     hook_depth: int
     hook_at: int
     render_depth: int
+    #: How many calls have had their template node read through this walk.
+    node_reads: list[int]
 
 
 def _walk(
@@ -381,7 +385,7 @@ def _walk(
     anchor = None
     if reusable and first is not None:
         lasti = first.f_lasti
-        anchor = Anchor(first_depth, first, lasti, result, hook_depth, hook_at, render_depth)
+        anchor = Anchor(first_depth, first, lasti, result, hook_depth, hook_at, render_depth, [0])
     return result, batch, hopped and async_scope, hook_at, node, anchor
 
 
@@ -516,7 +520,14 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
             anchor = None
     if anchor is not None:
         stack, batch, hopped, hook_at = anchor.stack, None, False, anchor.hook_at
-        node = _render_node(anchor) if event is not None and event.site is None else None
+        node = None
+        if event is not None and event.site is None:
+            # Reading a node is a locals snapshot of its frame; past the calls a finding is
+            # explained from (MAX_ATTRIBUTED_CALLS), nobody looks at it.
+            reads = anchor.node_reads
+            if reads[0] < MAX_ATTRIBUTED_CALLS:
+                reads[0] += 1
+                node = _render_node(anchor)
     else:
         walked, batch, hopped, hook_at, node, anchor = _walk(
             sys._getframe(2), scope.base_frame, task is not None, hook

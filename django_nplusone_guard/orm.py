@@ -50,6 +50,7 @@ from django.db import models
 from . import conf
 from .capture import (
     EVENT,
+    MAX_ATTRIBUTED_CALLS,
     MAX_WALK,
     SQL,
     _current,
@@ -1099,10 +1100,10 @@ def _template(node: Any) -> str | None:
     return f"{name}:{token.lineno}" if name else None
 
 
-#: Calls looked at per finding to name its cause. A finding is one statement from one call
-#: stack, so its calls agree in practice; the first ones are enough to find the majority,
-#: and a 10,000-statement loop costs no more to explain than a 20-statement one.
-MAX_ATTRIBUTED_CALLS = 32
+# Calls looked at per finding to name its cause (capture.MAX_ATTRIBUTED_CALLS). A finding is
+# one statement from one call stack, so its calls agree in practice; the first ones are
+# enough to find the majority, and a 10,000-statement loop costs no more to explain than a
+# 20-statement one.
 _PLAIN = (tuple, str, bool)
 
 

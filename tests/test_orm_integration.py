@@ -441,3 +441,26 @@ def test_async_view_through_the_middleware(books):
     assert finding.callsite == site(views_file, "async-aget", "async_book_list")
     assert finding.parent_callsite == site(views_file, "async-for", "async_book_list")
     assert finding.suggestion.startswith("Author.objects.in_bulk(ids)")
+
+
+def test_a_long_template_loop_reads_template_nodes_only_for_the_calls_it_explains(db, monkeypatch):
+    import sys
+
+    recorder = sys.modules["django_nplusone_guard.capture"]
+    reads = []
+    original = recorder._render_node
+    monkeypatch.setattr(
+        recorder, "_render_node", lambda anchor: reads.append(1) or original(anchor)
+    )
+    for _ in range(40):
+        BookFactory(author=AuthorFactory())
+    with capture() as report:
+        render_to_string("orm/book_list.html", {"books": Book.objects.order_by("id")})  # tpl
+    author = next(f for f in report.nplusones if f.relation == "testapp.Book.author")
+    assert author.count == 40
+    assert author.template == (
+        f"orm/book_list.html:{_template_line('orm/book_list.html', 'book.author.name')}"
+    )
+    # The first call of each relation walks in full; later ones reuse that walk and read
+    # the node only while it can still count (the first calls of a finding).
+    assert 0 < len(reads) <= 2 * recorder.MAX_ATTRIBUTED_CALLS
