@@ -71,7 +71,12 @@ def worker(variant: str, queries: int, requests: int) -> None:
 
 def _measure(python: str, variant: str, queries: int) -> dict[str, object]:
     requests = REQUESTS[queries]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONHASHSEED": "0",
+        "NPLUSONE_BENCH_SLOW": "1",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
