@@ -176,18 +176,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
             continue
         fp = fingerprint(sql)
         stack, frames = stacks.get(record[STACK])
-        queries.append(
-            CapturedQuery(
-                record[ALIAS],
-                sql,
-                record[PARAMS],
-                record[MANY],
-                record[DURATION] * 1000,
-                frames[0] if frames else "unknown",
-                frames,
-                fp.key,
-            )
-        )
+        queries.append(_captured(record, sql, frames, fp.key))
         if record[IGNORED] or fp.is_transaction_control:
             continue
         key = (record[ALIAS], fp.key, id(stack))
