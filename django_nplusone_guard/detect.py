@@ -37,7 +37,7 @@ from .capture import (
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
-from .report import CapturedQuery, Duplicate, Finding, NPlusOne, Report
+from .report import Duplicate, Finding, NPlusOne, PendingQuery, Report
 
 if TYPE_CHECKING:
     from .capture import capture
@@ -113,6 +113,8 @@ class Group:
     stack: tuple[Any, ...]
     records: list[Record] = field(default_factory=list)
     calls: set[int] = field(default_factory=set)
+    #: Position of the group's first statement among the scope's records.
+    first_index: int = 0
     extra_count: int = 0  # statements counted past MAX_QUERIES, not kept
     extra_time: float = 0.0
 
@@ -160,7 +162,17 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     groups: dict[tuple[Any, ...], Group] = {}
     rendered: dict[tuple[Any, ...], list[str]] = {}
     stacks = _Stacks(rendered)
-    queries: list[CapturedQuery] = []
+    queries: list[PendingQuery] = []
+    # A loop's statements arrive one after another with equal text and the very same stack
+    # tuple (the recorder reuses its walk): a record like the one before it shares its
+    # fingerprint, rendered stack and group, and costs a comparison instead of the lookups.
+    last_sql: Any = None
+    last_stack: Any = None
+    last_alias: Any = None
+    fp: Fingerprint | None = None
+    frames: list[str] = []
+    control = False
+    group: Group | None = None
     for index, record in enumerate(scope.records):
         sql = record[SQL]
         if type(sql) is not str:
@@ -172,17 +184,35 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
                     f"{len(scope.records) - index} of {scope.count} "
                     "statements were counted but not analysed",
                 )
-            queries.append(_captured(record, sql, rendered.get(record[STACK]) or []))
+            seen = rendered.get(record[STACK]) or []
+            queries.append(
+                (record[ALIAS], sql, record[PARAMS], record[MANY], record[DURATION], seen, "")
+            )
             continue
-        fp = fingerprint(sql)
-        stack, frames = stacks.get(record[STACK])
-        queries.append(_captured(record, sql, frames, fp.key))
-        if record[IGNORED] or fp.is_transaction_control:
+        raw_stack = record[STACK]
+        if (
+            fp is None
+            or raw_stack is not last_stack
+            or sql != last_sql
+            or record[ALIAS] != last_alias
+        ):
+            fp = fingerprint(sql)
+            stack, frames = stacks.get(raw_stack)
+            control = fp.is_transaction_control
+            group = None
+            last_sql, last_stack, last_alias = sql, raw_stack, record[ALIAS]
+        queries.append(
+            (record[ALIAS], sql, record[PARAMS], record[MANY], record[DURATION], frames, fp.key)
+        )
+        if record[IGNORED] or control:
             continue
-        key = (record[ALIAS], fp.key, id(stack))
-        group = groups.get(key)
         if group is None:
-            group = groups[key] = Group(alias=record[ALIAS], fp=fp, stack=stack)
+            key = (record[ALIAS], fp.key, id(stack))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = Group(
+                    alias=record[ALIAS], fp=fp, stack=stack, first_index=index
+                )
         group.records.append(record)
         group.calls.add(record[CALL])
     for (alias, sql, stack, ignored), (count, duration, _many) in scope.overflow.items():
@@ -199,7 +229,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
             group = groups[key] = Group(alias=alias, fp=fp, stack=stack)
         group.extra_count += count
         group.extra_time += duration
-    report.queries = queries
+    report.defer_queries(queries)
 
     nplusone_groups = [
         g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb
@@ -276,20 +306,6 @@ def _attribute(
         report.errors.append(f"ORM attribution failed: {exc!r}")
         return nplusones
     return attributed
-
-
-def _captured(record: Record, sql: str, frames: list[str], key: str = "") -> CapturedQuery:
-    """``key`` stays empty for statements the analysis budget left unanalysed."""
-    return CapturedQuery(
-        alias=record[ALIAS],
-        sql=sql,
-        params=record[PARAMS],
-        many=record[MANY],
-        duration_ms=record[DURATION] * 1000,
-        callsite=frames[0] if frames else "unknown",
-        stack=frames,
-        fingerprint=key,
-    )
 
 
 def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NPlusOne:

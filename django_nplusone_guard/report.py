@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 __all__ = [
     "CapturedQuery",
@@ -172,11 +172,64 @@ _FINDING_TYPES: dict[str, type[Finding]] = {
 }
 
 
+#: A statement as the analysis hands it over, before :class:`CapturedQuery` is built from
+#: it: alias, sql, params, many, duration in seconds, rendered stack, fingerprint key.
+PendingQuery = tuple[str, str, Any, bool, float, list[str], str]
+
+
+class _Queries:
+    """``Report.queries``, built on first read.
+
+    Most reports are never asked for their statements: the middleware only logs findings.
+    Building one ``CapturedQuery`` per statement cost as much as the rest of the analysis of
+    that statement, so the analysis leaves plain tuples (:meth:`Report.defer_queries`) and
+    the list is made the first time anyone reads it. Nothing else changes for a reader:
+    the attribute is a ``list[CapturedQuery]``, can be assigned, and is a dataclass field.
+    """
+
+    @overload
+    def __get__(self, report: None, owner: type[Report] | None = None) -> tuple[()]: ...
+
+    @overload
+    def __get__(
+        self, report: Report, owner: type[Report] | None = None
+    ) -> list[CapturedQuery]: ...
+
+    def __get__(
+        self, report: Report | None, owner: type[Report] | None = None
+    ) -> list[CapturedQuery] | tuple[()]:
+        if report is None:
+            return ()  # the field's default, as the dataclass reads it: "no statements"
+        state = report.__dict__
+        queries: list[CapturedQuery] | None = state.get("_queries")
+        if queries is None:
+            pending: list[PendingQuery] = state.pop("_pending_queries", [])
+            queries = state["_queries"] = [
+                CapturedQuery(
+                    alias=alias,
+                    sql=sql,
+                    params=params,
+                    many=many,
+                    duration_ms=duration * 1000,
+                    callsite=frames[0] if frames else "unknown",
+                    stack=frames,
+                    fingerprint=key,
+                )
+                for alias, sql, params, many, duration, frames, key in pending
+            ]
+        return queries
+
+    def __set__(self, report: Report, value: Iterable[CapturedQuery]) -> None:
+        state = report.__dict__
+        state.pop("_pending_queries", None)
+        state["_queries"] = value if isinstance(value, list) else list(value)
+
+
 @dataclass
 class Report:
     """Everything one capture scope saw and concluded."""
 
-    queries: list[CapturedQuery] = field(default_factory=list)
+    queries: _Queries = _Queries()
     nplusones: list[NPlusOne] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     missing_indexes: list[MissingIndex] = field(default_factory=list)
@@ -191,6 +244,12 @@ class Report:
     @property
     def findings(self) -> list[Finding]:
         return [*self.nplusones, *self.missing_indexes, *self.duplicates]
+
+    def defer_queries(self, pending: list[PendingQuery]) -> None:
+        """Set ``queries`` to these statements, built into ``CapturedQuery`` objects only
+        when ``queries`` is first read (see :class:`_Queries`)."""
+        self.__dict__.pop("_queries", None)
+        self.__dict__["_pending_queries"] = pending
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)

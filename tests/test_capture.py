@@ -357,3 +357,61 @@ def test_a_batching_calls_walk_is_never_remembered():
             walks = dict(scope_of().walks)
     assert report.query_count == 2
     assert not any("INSERT" in str(sql) for sql in walks)
+
+
+# --------------------------------------------------------------------------- report.queries
+# The analysis leaves each statement as a plain tuple and ``Report.queries`` builds the
+# ``CapturedQuery`` list on first read: the middleware never reads it, and building it cost
+# as much as the rest of the analysis of a statement.
+
+
+def test_statements_are_built_on_first_read_and_then_kept(books):
+    with capture() as report:
+        for book in Book.objects.order_by("pk"):  # parent-line
+            _ = book.author.name  # loop-line
+    assert "_queries" not in report.__dict__, "built before anyone asked for them"
+    queries = report.queries
+    assert report.queries is queries
+    assert len(queries) == report.query_count == 1 + len(books)
+    first, *loads = queries
+    assert "testapp_book" in first.sql and "testapp_author" in loads[0].sql
+    assert {q.fingerprint for q in loads} == {report.nplusones[0].fingerprint}
+    assert [q.callsite for q in loads] == [report.nplusones[0].callsite] * len(books)
+    assert [list(q.params) for q in loads] == [[b.author_id] for b in books]
+    assert all(q.duration_ms >= 0 and q.alias == "default" and not q.many for q in queries)
+
+
+def test_a_kept_report_does_not_keep_the_scopes_model_instances_alive(books):
+    import gc
+    import weakref
+
+    with capture() as report:
+        loaded = list(Book.objects.order_by("pk"))
+        for book in loaded:
+            _ = book.author.name
+    assert report.nplusones
+    refs = [weakref.ref(book) for book in loaded] + [weakref.ref(b.author) for b in loaded]
+    del loaded, book
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * len(refs)
+    assert len(report.queries) == 1 + len(books)
+
+
+def test_queries_behaves_as_a_plain_dataclass_field():
+    import dataclasses
+
+    from django_nplusone_guard.report import CapturedQuery, Report
+
+    query = CapturedQuery(
+        "default", "SELECT 1", None, False, 0.5, "app.py:1 in f", ["app.py:1 in f"]
+    )
+    a, b = Report(), Report()
+    a.queries.append(query)
+    assert b.queries == [], "reports must not share a default list"
+    assert Report(queries=[query]) == a
+    assert Report(queries=(query,)).queries == [query]
+    assert dataclasses.replace(a, queries=[]).queries == []
+    assert Report.from_dict(a.to_dict()) == a
+    assert [f.name for f in dataclasses.fields(Report)][0] == "queries"
+    a.queries = []
+    assert a.queries == [] and a != Report(queries=[query])

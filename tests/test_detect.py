@@ -81,6 +81,41 @@ def test_raw_sql_in_a_loop(authors):
     assert finding.model == "testapp.Book"
 
 
+_COUNT_BOOKS = "SELECT COUNT(*) FROM testapp_book WHERE author_id = %s"
+
+
+def _count_books(cursor, author_id):
+    cursor.execute(_COUNT_BOOKS, [author_id])
+
+
+def _count_books_too(cursor, author_id):
+    cursor.execute(_COUNT_BOOKS, [author_id])
+
+
+def test_runs_of_one_statement_are_grouped_whatever_comes_between(authors):
+    """The analysis reuses the previous statement's group for a run of equal statements
+    from one place; the same text from another place right after it, ignored calls from
+    the very same place and other statements between must still be told apart."""
+    from contextlib import nullcontext
+
+    from django_nplusone_guard import ignore
+
+    with capture(threshold=3) as report, connection.cursor() as cursor:
+        for i, author in enumerate(authors * 2):
+            with ignore() if i % 2 else nullcontext():
+                _count_books(cursor, author.pk)  # every other call ignored
+            _count_books_too(cursor, author.pk)
+            _count_books_too(cursor, author.pk)
+            cursor.execute("SELECT COUNT(*) FROM testapp_author")
+    found = {f.callsite.rsplit(" in ", 1)[1]: f.count for f in report.nplusones}
+    assert found == {
+        "_count_books": len(authors),  # ten calls, five of them ignored
+        "_count_books_too": 4 * len(authors),
+        "test_runs_of_one_statement_are_grouped_whatever_comes_between": 2 * len(authors),
+    }
+    assert report.query_count == 4 * 2 * len(authors)
+
+
 @pytest.mark.parametrize(
     "write",
     [
