@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import re
 import sys
 import threading
@@ -224,6 +225,7 @@ class _Origin(NamedTuple):
 
 
 _MAX_TAG_DEPTH = 6
+_by_seq = operator.attrgetter("seq")
 
 
 class _Origins:
@@ -245,7 +247,7 @@ class _Origins:
         self._busy: set[int] = set()
         # Events whose rows are not tagged yet, last called first; tagged on demand.
         self._pending = sorted(
-            (e for e in events if e.result is not None), key=lambda e: e.seq, reverse=True
+            [e for e in events if e.result is not None], key=_by_seq, reverse=True
         )
         self._nested: list[_Event] = []
         self._expanding = False
@@ -1141,19 +1143,20 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         return findings
     # One pass over the records: the calls made, where each evaluation ended, and where
     # each finding's first statement ran.
-    wanted = {id(g.records[0]) for g in groups if g.records}
-    events_in_scope: dict[int, _Event] = {}
-    ends: dict[int, tuple[_Event, int]] = {}
-    positions: dict[int, int] = {}
+    # Keyed by the events themselves: they hash by identity, which is cheaper than id().
+    events_in_scope: dict[_Event, None] = {}
+    ends: dict[_Event, tuple[_Event, int]] = {}
+    last = None
     for index, record in enumerate(scope.records):
         event = record[EVENT]
-        if event is not None:
-            events_in_scope[id(event)] = event
-            if event.kind == "fetch":
-                ends[id(event)] = (event, index + 1)
-        if id(record) in wanted:
-            positions[id(record)] = index
-    origins = _Origins(events_in_scope.values())
+        if event is None:
+            continue
+        if event is not last:
+            last = event
+            events_in_scope[event] = None
+        if event.kind == "fetch":
+            ends[event] = (event, index + 1)
+    origins = _Origins(events_in_scope)
     fetches = list(ends.values())
     causes: dict[tuple[Any, ...], _Cause] = {}
     signatures: dict[int, tuple[Any, ...]] = {}
@@ -1190,7 +1193,7 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     for group, finding in zip(groups, findings, strict=True):
         events = [r[EVENT] for r in group.records if r[EVENT] is not None]
         del events[MAX_ATTRIBUTED_CALLS:]
-        first_index = positions.get(id(group.records[0]), 0) if group.records else 0
+        first_index = group.first_index
         if events:
             keys = [signature_of(e) for e in events]
             top = Counter(map(id, keys)).most_common(1)[0][0]
