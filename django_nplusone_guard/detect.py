@@ -234,13 +234,14 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     nplusone_groups = [
         g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb
     ]
-    in_nplusone = {id(r) for g in nplusone_groups for r in g.records}
+    # A statement belongs to exactly one group: skipping the N+1 groups skips their records.
+    nplusone_ids = {id(g) for g in nplusone_groups}
     nplusones = [_nplusone(g, rendered) for g in nplusone_groups]
     nplusones = _attribute(scope, nplusone_groups, nplusones, config, report)
 
     duplicates: list[Duplicate] = []
     if config.REPORT_DUPLICATES:
-        duplicates = _duplicates(groups.values(), in_nplusone, rendered)
+        duplicates = _duplicates(groups.values(), nplusone_ids, rendered)
 
     report.nplusones = sorted(
         (f for f in nplusones if not is_allowed(f, options.allow)),
@@ -328,17 +329,18 @@ def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NP
 
 def _duplicates(
     groups: Iterable[Group],
-    in_nplusone: set[int],
+    nplusone_ids: set[int],
     rendered: Mapping[tuple[Any, ...], list[str]],
 ) -> list[Duplicate]:
     exact: dict[tuple[str, str, str], list[Record]] = {}
     fps: dict[tuple[str, str, str], Fingerprint] = {}
     for group in groups:
-        if not group.fp.is_read:
-            # Re-running the same write is usually intended (or an N+1, reported as such).
+        if not group.fp.is_read or id(group) in nplusone_ids:
+            # Re-running the same write is usually intended, and an N+1's statements are
+            # reported as that N+1 (one root cause, one finding).
             continue
         for record in group.records:
-            if id(record) in in_nplusone or record[MANY]:
+            if record[MANY]:
                 continue
             key = (record[ALIAS], _as_text(record[SQL]), _params_key(record[PARAMS]))
             exact.setdefault(key, []).append(record)

@@ -1191,8 +1191,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
         return found
 
     for group, finding in zip(groups, findings, strict=True):
-        events = [r[EVENT] for r in group.records if r[EVENT] is not None]
-        del events[MAX_ATTRIBUTED_CALLS:]
+        events = list(
+            itertools.islice(
+                (e for r in group.records if (e := r[EVENT]) is not None), MAX_ATTRIBUTED_CALLS
+            )
+        )
         first_index = group.first_index
         if events:
             keys = [signature_of(e) for e in events]

@@ -1,0 +1,51 @@
+"""The instruction benchmark's bookkeeping: cells are means over hash seeds."""
+
+from __future__ import annotations
+
+from benchmarks.instructions import _combine, _print
+
+
+def test_a_cell_is_the_mean_of_its_seeds_and_keeps_their_counts():
+    jobs = [("bare", 100, 0), ("guard", 100, 0), ("bare", 100, 1), ("guard", 100, 1)]
+    runs = [
+        {"per_request": 100.0, "problem": None},
+        {"per_request": 104.0, "problem": None},
+        {"per_request": 102.0, "problem": None},
+        {"per_request": 108.0, "problem": None},
+    ]
+    cells = _combine(jobs, runs)
+    assert cells[("bare", 100)]["per_request"] == 101.0
+    assert cells[("guard", 100)]["per_request"] == 106.0
+    assert cells[("guard", 100)]["runs"] == [104.0, 108.0]
+
+
+def test_a_failed_seed_does_not_hide_the_others_but_a_problem_is_kept():
+    jobs = [("guard", 1, 0), ("guard", 1, 1), ("zeal", 1, 0), ("zeal", 1, 1)]
+    runs = [
+        {"error": "worker failed (1): boom"},
+        {"per_request": 50.0, "problem": "page returned 500"},
+        {"skipped": "django-zeal is not installed"},
+        {"skipped": "django-zeal is not installed"},
+    ]
+    cells = _combine(jobs, runs)
+    assert cells[("guard", 1)] == {
+        "per_request": 50.0,
+        "runs": [50.0],
+        "problem": "page returned 500",
+    }
+    assert cells[("zeal", 1)] == {"skipped": "django-zeal is not installed"}
+
+
+def test_the_table_shows_ratios_of_the_means(capsys):
+    jobs = [
+        (name, q, seed) for seed in (0, 1) for name in ("bare", "guard") for q in (100, 1, 1000)
+    ]
+    counts = {"bare": (100.0, 10.0, 1000.0), "guard": (104.0, 10.4, 1040.0)}
+    runs = []
+    for name, q, seed in jobs:
+        value = counts[name][(100, 1, 1000).index(q)] * (1 + 0.01 * seed)
+        runs.append({"per_request": value, "problem": None})
+    _print(["bare", "guard"], _combine(jobs, runs))
+    out = capsys.readouterr().out
+    assert "| guard middleware | 1.040x | 1.040x | 1.040x |" in out
+    assert "guard / bare <= 1.05: met" in out
