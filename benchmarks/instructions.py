@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.run import FLAT_TOLERANCE, ROOT, TARGETS, WORKLOADS
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _combine(
-    jobs: list[tuple[str, int, int]], runs: list[dict[str, object]]
+    jobs: Sequence[tuple[str, int, int]], runs: Sequence[Mapping[str, object]]
 ) -> dict[tuple[str, int], dict[str, object]]:
     """One cell per (variant, page): the mean count over its seeds.
 
