@@ -21,7 +21,7 @@ def test_a_cell_is_the_mean_of_its_seeds_and_keeps_their_counts():
 
 def test_a_failed_seed_does_not_hide_the_others_but_a_problem_is_kept():
     jobs = [("guard", 1, 0), ("guard", 1, 1), ("zeal", 1, 0), ("zeal", 1, 1)]
-    runs = [
+    runs: list[dict[str, object]] = [
         {"error": "worker failed (1): boom"},
         {"per_request": 50.0, "problem": "page returned 500"},
         {"skipped": "django-zeal is not installed"},
