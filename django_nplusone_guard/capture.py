@@ -142,6 +142,7 @@ class Scope:
             self.task = None
 
     def add(self, record: Record) -> None:
+        # ``_record`` does the first branch inline for a lone scope: change both together.
         self.count += 1
         self.total_time += record[DURATION]
         if len(self.records) < self.max_queries:

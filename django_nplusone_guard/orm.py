@@ -1141,9 +1141,8 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
 
     if not groups:
         return findings
-    # One pass over the records: the calls made, where each evaluation ended, and where
-    # each finding's first statement ran.
-    # Keyed by the events themselves: they hash by identity, which is cheaper than id().
+    # One pass over the records: the calls made and where each evaluation ended, keyed by
+    # the events themselves (they hash by identity, which is cheaper than calling id()).
     events_in_scope: dict[_Event, None] = {}
     ends: dict[_Event, tuple[_Event, int]] = {}
     last = None
