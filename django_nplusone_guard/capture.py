@@ -390,12 +390,12 @@ def _walk(
     return result, batch, hopped and async_scope, hook_at, node, anchor
 
 
-def _render_node(anchor: Anchor) -> Any:
-    """The template node at the remembered depth, if a node is being rendered there
-    (called from ``_record``, so the walk's depth 0 is frame 3 here)."""
-    if anchor.render_depth < 0:
+def _render_node(render_depth: int) -> Any:
+    """The template node at a remembered walk's ``render_depth``, if a node is being
+    rendered there (called from ``_record``, so the walk's depth 0 is frame 3 here)."""
+    if render_depth < 0:
         return None
-    frame = sys._getframe(3 + anchor.render_depth)
+    frame = sys._getframe(3 + render_depth)
     if frame.f_code not in _render_codes:
         return None
     return frame.f_locals.get("self")
@@ -508,7 +508,7 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
     anchor = scope.walks.get(sql) if reuse else None
     if anchor is not None:
         # One unpacking instead of an attribute lookup per field (this runs per statement).
-        depth, first, lasti, stack, hook_depth, hook_at, _render_depth, reads = anchor
+        depth, first, lasti, stack, hook_depth, hook_at, render_depth, reads = anchor
         try:
             # Frame 2 is Django's CursorWrapper._execute_with_wrappers, the walk's depth 0.
             frame = sys._getframe(2 + depth)
@@ -527,7 +527,7 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
             # Reading a node is a locals snapshot of its frame; past the calls a finding is
             # explained from (MAX_ATTRIBUTED_CALLS), nobody looks at it.
             reads[0] += 1
-            node = _render_node(anchor)
+            node = _render_node(render_depth)
     else:
         walked, batch, hopped, hook_at, node, anchor = _walk(
             sys._getframe(2), scope.base_frame, task is not None, hook

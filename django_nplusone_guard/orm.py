@@ -1145,14 +1145,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     # the events themselves (they hash by identity, which is cheaper than calling id()).
     events_in_scope: dict[_Event, None] = {}
     ends: dict[_Event, tuple[_Event, int]] = {}
-    last = None
     for index, record in enumerate(scope.records):
         event = record[EVENT]
         if event is None:
             continue
-        if event is not last:
-            last = event
-            events_in_scope[event] = None
+        events_in_scope[event] = None
         if event.kind == "fetch":
             ends[event] = (event, index + 1)
     origins = _Origins(events_in_scope)

@@ -449,9 +449,7 @@ def test_a_long_template_loop_reads_template_nodes_only_for_the_calls_it_explain
     recorder = sys.modules["django_nplusone_guard.capture"]
     reads = []
     original = recorder._render_node
-    monkeypatch.setattr(
-        recorder, "_render_node", lambda anchor: reads.append(1) or original(anchor)
-    )
+    monkeypatch.setattr(recorder, "_render_node", lambda depth: reads.append(1) or original(depth))
     for _ in range(40):
         BookFactory(author=AuthorFactory())
     with capture() as report:
