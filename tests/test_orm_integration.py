@@ -447,9 +447,16 @@ def test_a_long_template_loop_reads_template_nodes_only_for_the_calls_it_explain
     import sys
 
     recorder = sys.modules["django_nplusone_guard.capture"]
-    reads = []
+    reads: list[object] = []
     original = recorder._render_node
-    monkeypatch.setattr(recorder, "_render_node", lambda depth: reads.append(1) or original(depth))
+
+    def counted(depth: int) -> object:
+        # ``original`` counts frames from its own, and this function is one more of them.
+        node = original(depth + 1)
+        reads.append(node)
+        return node
+
+    monkeypatch.setattr(recorder, "_render_node", counted)
     for _ in range(40):
         BookFactory(author=AuthorFactory())
     with capture() as report:
@@ -462,3 +469,5 @@ def test_a_long_template_loop_reads_template_nodes_only_for_the_calls_it_explain
     # The first call of each relation walks in full; later ones reuse that walk and read
     # the node only while it can still count (the first calls of a finding).
     assert 0 < len(reads) <= 2 * recorder.MAX_ATTRIBUTED_CALLS
+    # ... and a reused walk finds the node being rendered, not just the full walk before it.
+    assert None not in reads, {type(node).__name__ for node in reads}
