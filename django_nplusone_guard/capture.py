@@ -55,7 +55,9 @@ MAX_WALK = 256
 #: so a scope that generates endless distinct SQL still has bounded memory.
 MAX_OVERFLOW_KEYS = 1_000
 #: Calls of one finding that ORM attribution looks at to name its cause and template line.
-MAX_ATTRIBUTED_CALLS = 32
+#: A finding is one statement from one call stack, so its calls agree in practice; reading
+#: a call's template node costs a locals snapshot of a frame, so few are read.
+MAX_ATTRIBUTED_CALLS = 8
 #: Walks remembered per scope (one per distinct statement text), to skip repeated walks.
 MAX_WALKS_PER_SCOPE = 256
 #: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or

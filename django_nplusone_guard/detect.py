@@ -12,6 +12,7 @@ cause, one finding.
 from __future__ import annotations
 
 import fnmatch
+import operator
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from .capture import (
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
-from .report import Duplicate, Finding, NPlusOne, PendingQuery, Report
+from .report import Duplicate, Finding, NPlusOne, QueryRun, Report, as_text
 
 if TYPE_CHECKING:
     from .capture import capture
@@ -112,7 +113,6 @@ class Group:
     fp: Fingerprint
     stack: tuple[Any, ...]
     records: list[Record] = field(default_factory=list)
-    calls: set[int] = field(default_factory=set)
     #: Position of the group's first statement among the scope's records.
     first_index: int = 0
     extra_count: int = 0  # statements counted past MAX_QUERIES, not kept
@@ -124,23 +124,23 @@ class Group:
 
     @property
     def call_count(self) -> int:
-        return len(self.calls) + self.extra_count
+        """Separate ORM calls: a batching call (``bulk_update``'s batches, a prefetch's
+        chunks) shares one call id between its statements, so it counts once."""
+        return len(set(map(_call_of, self.records))) + self.extra_count
 
     @property
     def total_time_ms(self) -> float:
-        return (sum(r[DURATION] for r in self.records) + self.extra_time) * 1000
+        spent: float = sum(map(_duration_of, self.records))
+        return (spent + self.extra_time) * 1000
 
     @property
     def sample_sql(self) -> str:
-        return _as_text(self.records[0][SQL]) if self.records else ""
+        return as_text(self.records[0][SQL]) if self.records else ""
 
 
-def _as_text(sql: Any) -> str:
-    if isinstance(sql, str):
-        return sql
-    if isinstance(sql, bytes):
-        return sql.decode("utf-8", "replace")
-    return str(sql)
+_call_of = operator.itemgetter(CALL)
+_duration_of = operator.itemgetter(DURATION)
+_query_of = operator.itemgetter(ALIAS, SQL, PARAMS, MANY, DURATION)
 
 
 def _params_key(params: Any) -> str:
@@ -162,33 +162,34 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     groups: dict[tuple[Any, ...], Group] = {}
     rendered: dict[tuple[Any, ...], list[str]] = {}
     stacks = _Stacks(rendered)
-    queries: list[PendingQuery] = []
+    records = scope.records
     # A loop's statements arrive one after another with equal text and the very same stack
     # tuple (the recorder reuses its walk): a record like the one before it shares its
     # fingerprint, rendered stack and group, and costs a comparison instead of the lookups.
+    # Such a run is also one entry in ``runs``, which is all the report keeps per statement
+    # besides the statement itself until someone reads ``report.queries``.
+    runs: list[QueryRun] = []
     last_sql: Any = None
     last_stack: Any = None
     last_alias: Any = None
     fp: Fingerprint | None = None
-    frames: list[str] = []
     control = False
     group: Group | None = None
-    for index, record in enumerate(scope.records):
+    for index, record in enumerate(records):
+        if index & 31 == 31 and budget.spent:
+            budget.note(
+                report,
+                f"{len(records) - index} of {scope.count} statements were counted but not "
+                "analysed",
+            )
+            # The rest keeps its stack where one was rendered already, and no fingerprint.
+            runs.extend(
+                (i, rendered.get(r[STACK]) or [], "") for i, r in enumerate(records[index:], index)
+            )
+            break
         sql = record[SQL]
         if type(sql) is not str:
-            sql = _as_text(sql)
-        if budget.noted or (index & 31 == 31 and budget.spent):
-            if not budget.noted:
-                budget.note(
-                    report,
-                    f"{len(scope.records) - index} of {scope.count} "
-                    "statements were counted but not analysed",
-                )
-            seen = rendered.get(record[STACK]) or []
-            queries.append(
-                (record[ALIAS], sql, record[PARAMS], record[MANY], record[DURATION], seen, "")
-            )
-            continue
+            sql = as_text(sql)
         raw_stack = record[STACK]
         if (
             fp is None
@@ -198,12 +199,10 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         ):
             fp = fingerprint(sql)
             stack, frames = stacks.get(raw_stack)
+            runs.append((index, frames, fp.key))
             control = fp.is_transaction_control
             group = None
             last_sql, last_stack, last_alias = sql, raw_stack, record[ALIAS]
-        queries.append(
-            (record[ALIAS], sql, record[PARAMS], record[MANY], record[DURATION], frames, fp.key)
-        )
         if record[IGNORED] or control:
             continue
         if group is None:
@@ -214,12 +213,11 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
                     alias=record[ALIAS], fp=fp, stack=stack, first_index=index
                 )
         group.records.append(record)
-        group.calls.add(record[CALL])
     for (alias, sql, stack, ignored), (count, duration, _many) in scope.overflow.items():
         if budget.spent:
             budget.note(report, "statements past MAX_QUERIES were counted but not analysed")
             break
-        fp = fingerprint(_as_text(sql))
+        fp = fingerprint(as_text(sql))
         if ignored or fp.is_transaction_control:
             continue
         stack, _frames = stacks.get(stack)
@@ -229,7 +227,8 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
             group = groups[key] = Group(alias=alias, fp=fp, stack=stack)
         group.extra_count += count
         group.extra_time += duration
-    report.defer_queries(queries)
+    # The statements without their events (a report keeps no model instance alive).
+    report.defer_queries(list(map(_query_of, records)), runs)
 
     nplusone_groups = [
         g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb
@@ -342,7 +341,7 @@ def _duplicates(
         for record in group.records:
             if record[MANY]:
                 continue
-            key = (record[ALIAS], _as_text(record[SQL]), _params_key(record[PARAMS]))
+            key = (record[ALIAS], as_text(record[SQL]), _params_key(record[PARAMS]))
             exact.setdefault(key, []).append(record)
             fps[key] = group.fp
     findings = []

@@ -10,28 +10,31 @@ SQL-level findings (one root cause, one finding).
 How it knows
 ------------
 :func:`install` (called once from ``AppConfig.ready``) wraps a handful of Django methods:
-the forward related descriptors' ``get_object`` (only called on a cache miss), generic
-foreign keys, ``Model.refresh_from_db`` (how deferred fields load), ``Model.save_base`` and
-``Model.delete``, and the ``QuerySet`` methods that run SQL (``_fetch_all``, ``get``,
-``count``, ``exists``, ``aggregate``, ``update``, ``delete``, ``create``), plus the factory
-of generic-relation managers. With no capture scope active each wrapper costs one
-``ContextVar.get()`` and a call. With a scope active, a call made by user code records an
-:class:`_Event` (what ran, from which user line, in which template node) and the slice of
-the scope's records that ran inside it; calls Django makes while serving it (``get`` ->
-``_fetch_all``) record nothing. The statement records themselves are not touched, so the
-execute wrapper's hot path is unchanged. Only with ``REPORT_UNUSED_EAGER`` on are the
-related descriptors' ``__get__`` wrapped too, to see which eager loads were used.
+the forward related descriptors' ``get_object`` (only called on a cache miss),
+``QuerySet._fetch_all`` (every evaluation; ``get()`` is recognised from its frame above it
+rather than wrapped, so a relation read passes through two wrappers, not three), generic
+foreign keys, ``Model.refresh_from_db`` (how deferred fields load), ``Model.save_base``
+and ``Model.delete``, the other ``QuerySet`` methods that run SQL (``count``, ``exists``,
+``aggregate``, ``update``, ``delete``, ``create``), and the factory of generic-relation
+managers. With no capture scope active each wrapper costs a ``ContextVar.get()`` and a
+call. With a scope active, a call made by user code becomes an :class:`_Event` holding only
+what it was called with and what it returned; calls Django makes while serving it (``get``
+-> ``_fetch_all``) record nothing. The recorder's own stack walk ties each statement to its
+event, with the user line and template node, so this module never walks the stack. Only
+with ``REPORT_UNUSED_EAGER`` on are the related descriptors' ``__get__`` wrapped too, to
+see which eager loads were used.
 
-Which queryset an instance came from (for ``parent_callsite`` and for paths such as
-``select_related("book__author")``) is kept in a module-level ``WeakKeyDictionary`` keyed by
-the instance's ``_state``. Nothing is stored on the instance or the queryset, so pickling,
-caching libraries and models with a custom ``__eq__``/``__hash__`` are unaffected, and the
-entry disappears with the instance.
+Everything else (which relation a queryset followed, which evaluation loaded an instance,
+paths such as ``select_related("book__author")``) is worked out by :func:`attribute` after
+the scope, only for the calls behind a finding. Nothing is stored on instances or
+querysets, so pickling, caching libraries and models with a custom ``__eq__``/``__hash__``
+are unaffected.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import operator
 import re
@@ -47,6 +50,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.apps import apps
 from django.db import models
+from django.db.models.query import MAX_GET_RESULTS
 
 from . import conf
 from .capture import (
@@ -232,8 +236,9 @@ class _Origins:
     """Which event loaded each instance, worked out after the scope from the events'
     results, and only when an N+1 needs it: nothing is tagged while the queries run.
 
-    Keyed by ``id``, with the instance kept beside its source so an id is never reused
-    while it is a key; nothing is stored on instances (pickling, caches, custom
+    Keyed by ``id``; every tagged instance stays alive while its id is a key (the events
+    hold the rows they returned, ``_held`` the nested rows), so an id is never reused by
+    another object meanwhile. Nothing is stored on instances (pickling, caches, custom
     ``__eq__``/``__hash__`` stay unaffected). The first event to load an instance wins: an
     enclosing evaluation knows the full path, the prefetch queries it runs do not. What an
     instance's rows carry (``select_related`` and prefetched rows) is only looked at when
@@ -241,14 +246,14 @@ class _Origins:
     """
 
     def __init__(self, events: Iterable[_Event]) -> None:
-        # id -> (instance, the event that loaded it, or the origin of a nested row)
-        self._tags: dict[int, tuple[Any, _Event | _Origin]] = {}
+        # id -> the event that loaded the instance, or the origin of a nested row
+        self._tags: dict[int, _Event | _Origin] = {}
+        self._held: list[Any] = []  # nested rows, kept alive while their ids are keys
         self._roots: dict[int, _Origin] = {}
         self._busy: set[int] = set()
-        # Events whose rows are not tagged yet, last called first; tagged on demand.
-        self._pending = sorted(
-            [e for e in events if e.result is not None], key=_by_seq, reverse=True
-        )
+        # Events whose rows are not tagged yet, last called first; tagged on demand (those
+        # that returned nothing are skipped then, rather than filtered here in Python).
+        self._pending = sorted(events, key=_by_seq, reverse=True)
         self._nested: list[_Event] = []
         self._expanding = False
 
@@ -268,9 +273,7 @@ class _Origins:
         if found is None and self._nested and not self._expanding:
             self._expand()
             found = tags.get(id(instance))
-        if found is None or found[0] is not instance:
-            return None
-        return found[1]
+        return found
 
     def get(self, instance: Any) -> _Origin | None:
         source = self.source(instance)
@@ -282,14 +285,17 @@ class _Origins:
         tags = self._tags
         result = event.result
         if event.kind == "fetch":
-            for row in result:
-                if id(row) not in tags:
-                    tags[id(row)] = (row, event)
+            rows = result
         elif isinstance(result, models.Model):
-            if id(result) not in tags:
-                tags[id(result)] = (result, event)
+            rows = (result,)
         else:
-            return
+            return  # nothing loaded, or a count, an aggregate, a number of rows updated
+        # Built and merged at C speed: a page's first evaluation often holds every row.
+        tagged = dict.fromkeys(map(id, rows), event)
+        if tags:
+            for key in tagged.keys() & tags.keys():
+                del tagged[key]  # the earliest event to load an instance names its origin
+        tags.update(tagged)
         self._nested.append(event)
 
     def _root(self, event: _Event) -> _Origin:
@@ -318,7 +324,7 @@ class _Origins:
         themselves, the earliest event to reach an instance names its origin."""
         while self._pending:
             self._tag_rows(self._pending.pop())
-        tags = self._tags
+        tags, held = self._tags, self._held
         children: dict[tuple[int, str, bool], _Origin] = {}
         nested, self._nested = self._nested, []
         self._expanding = True
@@ -341,7 +347,8 @@ class _Origins:
                                 key, here.child(name, True)
                             )
                             if id(child) not in tags:
-                                tags[id(child)] = (child, sub)
+                                tags[id(child)] = sub
+                                held.append(child)
                             pending.append((child, sub, depth + 1))
                     prefetched = instance.__dict__.get("_prefetched_objects_cache")
                     for name, cached in (prefetched or {}).items():
@@ -354,7 +361,8 @@ class _Origins:
                         )
                         for row in rows or ():
                             if id(row) not in tags:
-                                tags[id(row)] = (row, sub)
+                                tags[id(row)] = sub
+                                held.append(row)
                             pending.append((row, sub, depth + 1))
         finally:
             self._expanding = False
@@ -477,33 +485,60 @@ _scope_var = _current
 
 
 def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``QuerySet._fetch_all``: every evaluation, and ``get()`` too.
+
+    A relation read in a loop (``book.author``) goes ``get_object`` -> ``get`` ->
+    ``len(clone)`` -> ``_fetch_all``, and every wrapper on that path is a frame each read
+    pays for, even one that only passes the call through (and one more frame for the debug
+    toolbar to trace on every statement). So ``get`` is not wrapped: it is recognised here,
+    by the row limit it sets and then by its frame two levels up, whose arguments are read
+    only when the call is the user's own. Reading frames costs more than a wrapper frame,
+    which is why ``get_object`` keeps its own wrapper (:func:`_forward_get_object`).
+    """
+
     @functools.wraps(original)
     def wrapper(self: Any) -> Any:
-        if _scope_var.get() is None or (
-            self._result_cache is not None
-            and (self._prefetch_done or not self._prefetch_related_lookups)
+        active = _active.get()
+        if (active is not None and active.kind not in _WRITE_KINDS) or _scope_var.get() is None:
+            return original(self)  # Django serving an outer call, or nothing recording
+        if self._result_cache is not None and (
+            self._prefetch_done or not self._prefetch_related_lookups
         ):
             return original(self)
-        active = _active.get()
+        kind, queryset, kwargs = "fetch", self, None
+        query = self.query
+        if query.high_mark == MAX_GET_RESULTS or query.select_for_update:
+            caller = _caller(2)  # __len__, then get
+            if caller is not None and caller.f_code is _get_code:
+                arguments = caller.f_locals  # get(self, *args, **kwargs)
+                kind, queryset, kwargs = (
+                    "get",
+                    arguments.get("self", self),
+                    arguments.get("kwargs"),
+                )
         if active is None:
-            event = _Event("fetch", self.model, sys._getframe(), None)
-        elif active.kind not in _WRITE_KINDS:
-            return original(self)  # Django serving an outer call (get -> _fetch_all)
+            event = _Event(kind, queryset.model, sys._getframe(), None)
         else:
-            found = _begin("fetch", self.model)
+            found = _begin(kind, queryset.model)
             if found is None:
                 return original(self)
             event = found
-        event.queryset = self
-        if self._hints:
-            _note_prefetched(event, self)
+        event.queryset = queryset
+        event.args = kwargs
+        if queryset._hints:
+            _note_prefetched(event, queryset)
         token = _active.set(event)
         try:
             result = original(self)
         finally:
             _end(event, token)
-        event.result = self._result_cache
-        event.loading = self.query.deferred_loading if self.query.deferred_loading[0] else None
+        rows = self._result_cache
+        if kind == "get":
+            # What get() returns; nothing when it raises (no row, or several).
+            event.result = rows[0] if rows is not None and len(rows) == 1 else None
+            return result
+        event.result = rows
+        event.loading = query.deferred_loading if query.deferred_loading[0] else None
         if _track_usage:
             try:
                 _note_eager(event, self)
@@ -512,6 +547,18 @@ def _fetch_all(original: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return wrapper
+
+
+def _caller(depth: int) -> FrameType | None:
+    """The frame ``depth`` levels above this function's caller, if the stack is that deep."""
+    try:
+        return sys._getframe(depth + 1)
+    except ValueError:
+        return None
+
+
+# Django's own code, even if another tool wrapped it (functools.wraps leaves a trail).
+_get_code = inspect.unwrap(models.QuerySet.get).__code__
 
 
 def _note_prefetched(event: _Event, queryset: Any) -> None:
@@ -637,12 +684,9 @@ def _queryset_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., 
                 _note_prefetched(event, self)
             token = _active.set(event)
             try:
-                result = original(self, *args, **kwargs)
+                return original(self, *args, **kwargs)
             finally:
                 _end(event, token)
-            if kind == "get":
-                event.result = result
-            return result
 
         return wrapper
 
@@ -842,7 +886,6 @@ def install() -> None:
         qs = models.QuerySet
         _patch(qs, "_fetch_all", _fetch_all)
         for kind, name in (
-            ("get", "get"),
             ("count", "count"),
             ("exists", "exists"),
             ("aggregate", "aggregate"),
@@ -1141,19 +1184,12 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
 
     if not groups:
         return findings
-    # One pass over the records: the calls made and where each evaluation ended, keyed by
-    # the events themselves (they hash by identity, which is cheaper than calling id()).
-    events_in_scope: dict[_Event, None] = {}
-    ends: dict[_Event, tuple[_Event, int]] = {}
-    for index, record in enumerate(scope.records):
-        event = record[EVENT]
-        if event is None:
-            continue
-        events_in_scope[event] = None
-        if event.kind == "fetch":
-            ends[event] = (event, index + 1)
+    # The calls made, in the order of their first statement, gathered at C speed: events
+    # hash by identity, and a loop's hundreds of records name a handful of distinct calls.
+    events_in_scope = dict.fromkeys(map(_event_of, scope.records))
+    events_in_scope.pop(None, None)
     origins = _Origins(events_in_scope)
-    fetches = list(ends.values())
+    fetches: list[tuple[_Event, int]] | None = None  # worked out if a finding needs it
     causes: dict[tuple[Any, ...], _Cause] = {}
     signatures: dict[int, tuple[Any, ...]] = {}
     by_inputs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -1212,14 +1248,32 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
                 # A cascade's SELECTs belong to the same write as its DELETEs.
                 finding.kind = "write"
             finding.suggestion = cause.suggestion
-            parent = cause.parent_site or _parent_site(fetches, group.stack, first_index)
+            parent = cause.parent_site
         else:
             sql = group.records[0][SQL] if group.records else ""
             finding.suggestion = _raw_fix(str(sql), group.alias, group.fp.verb)
+            parent = None
+        if parent is None:
+            if fetches is None:
+                fetches = _fetch_ends(scope)
             parent = _parent_site(fetches, group.stack, first_index)
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
     return _merge(findings)
+
+
+_event_of = operator.itemgetter(EVENT)
+
+
+def _fetch_ends(scope: Scope) -> list[tuple[_Event, int]]:
+    """Each queryset evaluation with the index just past its last statement, for
+    :func:`_parent_site`; only loops with no instance to follow need it."""
+    ends: dict[_Event, tuple[_Event, int]] = {}
+    for index, record in enumerate(scope.records):
+        event = record[EVENT]
+        if event is not None and event.kind == "fetch":
+            ends[event] = (event, index + 1)
+    return list(ends.values())
 
 
 def _signature(event: _Event) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar, overload
 
 __all__ = [
@@ -59,6 +59,16 @@ class CapturedQuery:
         }
 
 
+_field_names_of: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _field_names_of.get(cls)
+    if names is None:
+        names = _field_names_of[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 @dataclass(slots=True)
 class Finding:
     """Fields every finding has, whatever its kind."""
@@ -66,7 +76,13 @@ class Finding:
     category: ClassVar[str] = "finding"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Not ``asdict``: its recursive deep copy cost more than the analysis of a finding.
+        # Values are strings, numbers, None and flat lists or tuples of strings, so copying
+        # the sequences one level deep is the same copy.
+        data: dict[str, Any] = {}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            data[name] = list(value) if isinstance(value, list) else value
         data["category"] = self.category
         return data
 
@@ -173,8 +189,21 @@ _FINDING_TYPES: dict[str, type[Finding]] = {
 
 
 #: A statement as the analysis hands it over, before :class:`CapturedQuery` is built from
-#: it: alias, sql, params, many, duration in seconds, rendered stack, fingerprint key.
-PendingQuery = tuple[str, str, Any, bool, float, list[str], str]
+#: it: alias, sql (text or a driver's SQL object), params, many, duration in seconds.
+PendingQuery = tuple[str, Any, Any, bool, float]
+#: Where a run of statements with one rendered stack and one fingerprint key starts:
+#: (index of its first statement, rendered stack, fingerprint key). A loop's hundred
+#: statements are one run, so nothing is built per statement until ``queries`` is read.
+QueryRun = tuple[int, list[str], str]
+
+
+def as_text(sql: Any) -> str:
+    """A statement as text, whatever the driver handed over (bytes, psycopg's Composed)."""
+    if isinstance(sql, str):
+        return sql
+    if isinstance(sql, bytes):
+        return sql.decode("utf-8", "replace")
+    return str(sql)
 
 
 class _Queries:
@@ -182,8 +211,8 @@ class _Queries:
 
     Most reports are never asked for their statements: the middleware only logs findings.
     Building one ``CapturedQuery`` per statement cost as much as the rest of the analysis of
-    that statement, so the analysis leaves plain tuples (:meth:`Report.defer_queries`) and
-    the list is made the first time anyone reads it. Nothing else changes for a reader:
+    that statement, so the analysis leaves plain tuples and runs (:meth:`Report.defer_queries`)
+    and the list is made the first time anyone reads it. Nothing else changes for a reader:
     the attribute is a ``list[CapturedQuery]``, can be assigned, and is a dataclass field.
     """
 
@@ -203,20 +232,25 @@ class _Queries:
         state = report.__dict__
         queries: list[CapturedQuery] | None = state.get("_queries")
         if queries is None:
-            pending: list[PendingQuery] = state.pop("_pending_queries", [])
-            queries = state["_queries"] = [
-                CapturedQuery(
-                    alias=alias,
-                    sql=sql,
-                    params=params,
-                    many=many,
-                    duration_ms=duration * 1000,
-                    callsite=frames[0] if frames else "unknown",
-                    stack=frames,
-                    fingerprint=key,
+            pending: list[PendingQuery]
+            pending, runs = state.pop("_pending_queries", ([], []))
+            queries = state["_queries"] = []
+            ends = [start for start, _frames, _key in runs[1:]] + [len(pending)] if runs else []
+            for (start, frames, key), end in zip(runs, ends, strict=True):
+                callsite = frames[0] if frames else "unknown"
+                queries.extend(
+                    CapturedQuery(
+                        alias=alias,
+                        sql=as_text(sql),
+                        params=params,
+                        many=many,
+                        duration_ms=duration * 1000,
+                        callsite=callsite,
+                        stack=frames,
+                        fingerprint=key,
+                    )
+                    for alias, sql, params, many, duration in pending[start:end]
                 )
-                for alias, sql, params, many, duration, frames, key in pending
-            ]
         return queries
 
     def __set__(self, report: Report, value: Iterable[CapturedQuery]) -> None:
@@ -245,11 +279,13 @@ class Report:
     def findings(self) -> list[Finding]:
         return [*self.nplusones, *self.missing_indexes, *self.duplicates]
 
-    def defer_queries(self, pending: list[PendingQuery]) -> None:
+    def defer_queries(self, pending: list[PendingQuery], runs: list[QueryRun]) -> None:
         """Set ``queries`` to these statements, built into ``CapturedQuery`` objects only
-        when ``queries`` is first read (see :class:`_Queries`)."""
+        when ``queries`` is first read (see :class:`_Queries`). ``runs`` gives each
+        statement its stack and fingerprint: a run covers the statements from its index to
+        the next run's; the first run starts at 0."""
         self.__dict__.pop("_queries", None)
-        self.__dict__["_pending_queries"] = pending
+        self.__dict__["_pending_queries"] = (pending, runs)
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)
@@ -268,9 +304,12 @@ class Report:
             f"missing_indexes={len(self.missing_indexes)}; queries={self.query_count}"
         )
 
-    def to_dict(self, *, params: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, params: bool = True, queries: bool = True) -> dict[str, Any]:
+        """Plain JSON-able data; ``params=False`` leaves statement parameters out (they can
+        hold personal data), ``queries=False`` the statements themselves (the toolbar's SQL
+        panel keeps them already), which also spares building them."""
         return {
-            "queries": [q.to_dict(params=params) for q in self.queries],
+            "queries": [q.to_dict(params=params) for q in self.queries] if queries else [],
             "nplusones": [f.to_dict() for f in self.nplusones],
             "duplicates": [f.to_dict() for f in self.duplicates],
             "missing_indexes": [f.to_dict() for f in self.missing_indexes],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -381,6 +382,38 @@ def test_statements_are_built_on_first_read_and_then_kept(books):
     assert all(q.duration_ms >= 0 and q.alias == "default" and not q.many for q in queries)
 
 
+def test_interleaved_statements_each_keep_their_own_stack_and_fingerprint(books):
+    # The analysis hands statements over in runs (one entry per stretch of equal statements
+    # from one stack); statements that alternate make a run each and must not borrow their
+    # neighbour's stack or fingerprint.
+    from django_nplusone_guard import ignore
+
+    with capture() as report:
+        for book in Book.objects.order_by("pk"):
+            _ = book.author.name  # author-line
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT %s", [book.pk])  # raw-line
+            with ignore():
+                Author.objects.filter(pk=book.author_id).exists()  # ignored-line
+    _parent, *rest = report.queries
+    source = Path(__file__).read_text().splitlines()
+    assert len(rest) == 3 * len(books) == report.query_count - 1
+    by_kind = [rest[0::3], rest[1::3], rest[2::3]]
+    for statements, needle, line in zip(
+        by_kind,
+        ("testapp_author", "SELECT ", "LIMIT 1"),
+        ("# author-line", "# raw-line", "# ignored-line"),
+        strict=True,
+    ):
+        assert all(needle in q.sql for q in statements)
+        assert len({q.fingerprint for q in statements}) == 1
+        assert {q.callsite for q in statements} == {statements[0].callsite}
+        number = int(statements[0].callsite.split(":")[1].split()[0])
+        assert line in source[number - 1]
+    assert len({q.fingerprint for q in rest[:3]}) == 3
+    assert [q.params[0] for q in by_kind[1]] == [b.pk for b in books]
+
+
 def test_a_kept_report_does_not_keep_the_scopes_model_instances_alive(books):
     import gc
     import weakref
@@ -415,3 +448,34 @@ def test_queries_behaves_as_a_plain_dataclass_field():
     assert [f.name for f in dataclasses.fields(Report)][0] == "queries"
     a.queries = []
     assert a.queries == [] and a != Report(queries=[query])
+
+
+def test_to_dict_without_queries_never_builds_them_and_findings_copy_like_asdict(books):
+    # The toolbar panel stores findings only: the statements must not be built for that.
+    import dataclasses
+
+    from django_nplusone_guard.report import MissingIndex, Report
+
+    with capture() as report:
+        for book in Book.objects.order_by("pk"):
+            _ = book.author.name
+    data = report.to_dict(params=False, queries=False)
+    assert "_queries" not in report.__dict__
+    assert data["queries"] == [] and data["query_count"] == 1 + len(books)
+    [finding] = report.nplusones
+    assert data["nplusones"] == [{**dataclasses.asdict(finding), "category": "nplusone"}]
+    assert data["nplusones"][0]["stack"] is not finding.stack, "a copy, not the list itself"
+    index = MissingIndex(
+        model="testapp.Book",
+        table="testapp_book",
+        columns=("title",),
+        fields=("title",),
+        sql="SELECT 1",
+        callsite="x.py:1 in f",
+        suggestion="models.Index(fields=['title'])",
+        reason="full scan",
+        plan="SCAN testapp_book",
+    )
+    assert Report.from_dict({"missing_indexes": [index.to_dict()]}).missing_indexes == [index]
+    assert Report.from_dict(report.to_dict()).nplusones == report.nplusones
+    assert len(report.queries) == 1 + len(books)

@@ -164,6 +164,73 @@ def test_get_by_pk_in_a_loop(authors):
     )
 
 
+def test_get_is_recognised_under_another_tools_wrapper(authors, monkeypatch):
+    # get() is recognised from its frame above the evaluation, not wrapped; a tool that
+    # wraps QuerySet.get itself (functools.wraps, as profilers do) must not hide it.
+    import functools
+
+    from django.db.models import QuerySet
+
+    original = QuerySet.get
+
+    @functools.wraps(original)
+    def traced(self, *args, **kwargs):
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "get", traced)
+    with capture() as report:
+        for book in list(Book.objects.order_by("id")):
+            Author.objects.get(pk=book.author_id)
+    assert only_nplusone(report).suggestion == (
+        "Author.objects.in_bulk(ids)  # once before the loop, then look up by pk"
+    )
+
+
+def test_a_relation_read_is_recognised_under_another_tools_wrapper(authors, monkeypatch):
+    import functools
+
+    from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
+
+    original = ForwardManyToOneDescriptor.get_object
+
+    @functools.wraps(original)
+    def traced(self, instance):
+        return original(self, instance)
+
+    monkeypatch.setattr(ForwardManyToOneDescriptor, "get_object", traced)
+    with capture() as report:
+        for book in Book.objects.order_by("id"):
+            _ = book.author.name
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.author"
+    assert finding.suggestion == '.select_related("author")'
+
+
+def test_a_relation_read_runs_under_two_guard_wrappers_not_three(authors):
+    # The hot path of an N+1: each guard frame between the user's line and the statement
+    # costs every read (and the debug toolbar traces each one per statement). A forward
+    # read (get_object -> get -> _fetch_all) passes get_object's wrapper and _fetch_all's,
+    # and the statement the execute wrapper; wrapping get() again would add a frame.
+    import sys
+
+    seen: list[list[str]] = []
+
+    def spy(execute, sql, params, many, context):
+        frame, names = sys._getframe(1), []
+        while frame is not None:
+            if frame.f_globals.get("__name__", "").startswith("django_nplusone_guard"):
+                names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        seen.append(names)
+        return execute(sql, params, many, context)
+
+    book = Book.objects.first()
+    with capture(), connection.execute_wrapper(spy):
+        _ = book.author
+    [names] = seen
+    assert names == ["_execute_wrapper", "wrapper", "wrapper"], names
+
+
 def test_get_by_pk_fixed(authors):
     with capture() as report:
         books = list(Book.objects.order_by("id"))
