@@ -86,6 +86,17 @@ VARIANTS: tuple[Variant, ...] = (
         },
     ),
     Variant(
+        "toolbar-empty-panel",
+        "debug toolbar, SQL panel + an empty panel (diagnostic)",
+        requires="debug_toolbar",
+        apps=("django.contrib.staticfiles", "debug_toolbar"),
+        middleware=(_TOOLBAR_MIDDLEWARE,),
+        settings={
+            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, "benchmarks.panels.EmptyPanel"],
+            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
+        },
+    ),
+    Variant(
         "zeal",
         "django-zeal",
         requires="zeal",

@@ -138,10 +138,10 @@ class Scope:
         self.walks: dict[Any, Anchor] = {}
         # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
-        try:
-            self.task: asyncio.Task[Any] | None = asyncio.current_task()
-        except RuntimeError:
-            self.task = None
+        # The task, in async code; asked only with a loop running (without one,
+        # current_task() raises, and raising costs more than the rest of this method).
+        loop = asyncio._get_running_loop()
+        self.task: asyncio.Task[Any] | None = None if loop is None else asyncio.current_task(loop)
 
     def add(self, record: Record) -> None:
         # ``_record`` does the first branch inline for a lone scope: change both together.

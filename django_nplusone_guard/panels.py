@@ -83,6 +83,7 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
     template = "django_nplusone_guard/panel.html"
 
     _capture: capture | None = None
+    _stored_report: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- recording
 
@@ -131,8 +132,15 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
     # ---------------------------------------------------------------- side bar
 
     def _stored(self) -> dict[str, Any]:
-        stored = self.get_stats().get(_STATS_KEY)
-        return stored if isinstance(stored, dict) else {}
+        # The side bar asks for the title, subtitle and icon, some twice: the stored report
+        # is looked up once per panel instance (each request, or history entry, has its own).
+        stored = self._stored_report
+        if stored is None:
+            found = self.get_stats().get(_STATS_KEY)
+            if not isinstance(found, dict):
+                return {}  # not recorded yet: ask again later
+            stored = self._stored_report = found
+        return stored
 
     def _counts(self) -> tuple[int, int, int]:
         stored = self._stored()

@@ -49,3 +49,15 @@ def test_the_table_shows_ratios_of_the_means(capsys):
     out = capsys.readouterr().out
     assert "| guard middleware | 1.040x | 1.040x | 1.040x |" in out
     assert "guard / bare <= 1.05: met" in out
+
+
+def test_panel_variants_are_shown_against_the_toolbar_alone(capsys):
+    names = ["bare", "toolbar", "toolbar-panel", "toolbar-empty-panel"]
+    jobs = [(name, q, 0) for name in names for q in (100, 1, 1000)]
+    counts = {"bare": 10.0, "toolbar": 20.0, "toolbar-panel": 21.0, "toolbar-empty-panel": 20.5}
+    runs: list[dict[str, object]] = [{"per_request": counts[name] * q} for name, q, _ in jobs]
+    _print(names, _combine(jobs, runs))
+    out = capsys.readouterr().out
+    assert "| toolbar + our panel / toolbar | 1.050x | 1.050x | 1.050x |" in out
+    assert "| toolbar + an empty panel / toolbar | 1.025x | 1.025x | 1.025x |" in out
+    assert "toolbar-panel / toolbar <= 1.1: met" in out

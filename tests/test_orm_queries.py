@@ -212,11 +212,13 @@ def test_a_relation_read_runs_under_two_guard_wrappers_not_three(authors):
     # read (get_object -> get -> _fetch_all) passes get_object's wrapper and _fetch_all's,
     # and the statement the execute wrapper; wrapping get() again would add a frame.
     import sys
+    from types import FrameType
 
     seen: list[list[str]] = []
 
     def spy(execute, sql, params, many, context):
-        frame, names = sys._getframe(1), []
+        names: list[str] = []
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             if frame.f_globals.get("__name__", "").startswith("django_nplusone_guard"):
                 names.append(frame.f_code.co_name)
