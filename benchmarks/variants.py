@@ -50,6 +50,29 @@ def _guard(name: str, label: str, *, explain: bool = False, **extra: Any) -> Var
     )
 
 
+def _toolbar(
+    name: str,
+    label: str,
+    *panels: str,
+    requires: str = "debug_toolbar",
+    apps: tuple[str, ...] = (),
+    settings: dict[str, object] | None = None,
+) -> Variant:
+    """The debug toolbar with its SQL panel, plus ``panels``."""
+    return Variant(
+        name,
+        label,
+        requires=requires,
+        apps=("django.contrib.staticfiles", "debug_toolbar", *apps),
+        middleware=(_TOOLBAR_MIDDLEWARE,),
+        settings={
+            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, *panels],
+            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
+            **(settings or {}),
+        },
+    )
+
+
 VARIANTS: tuple[Variant, ...] = (
     Variant("bare", "bare Django"),
     _guard("guard", "guard middleware"),
@@ -65,36 +88,19 @@ VARIANTS: tuple[Variant, ...] = (
         explain=True,
         requires="django_nplusone_guard.explain",
     ),
-    Variant(
-        "toolbar",
-        "debug toolbar, SQL panel",
-        requires="debug_toolbar",
-        apps=("django.contrib.staticfiles", "debug_toolbar"),
-        middleware=(_TOOLBAR_MIDDLEWARE,),
-        settings={"DEBUG_TOOLBAR_PANELS": [_SQL_PANEL], "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG},
-    ),
-    Variant(
+    _toolbar("toolbar", "debug toolbar, SQL panel"),
+    _toolbar(
         "toolbar-panel",
         "debug toolbar, SQL panel + our panel",
+        _OUR_PANEL,
         requires="django_nplusone_guard.panels",
-        apps=("django.contrib.staticfiles", "debug_toolbar", _GUARD),
-        middleware=(_TOOLBAR_MIDDLEWARE,),
-        settings={
-            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, _OUR_PANEL],
-            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
-            "NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False},
-        },
+        apps=(_GUARD,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
     ),
-    Variant(
+    _toolbar(
         "toolbar-empty-panel",
         "debug toolbar, SQL panel + an empty panel (diagnostic)",
-        requires="debug_toolbar",
-        apps=("django.contrib.staticfiles", "debug_toolbar"),
-        middleware=(_TOOLBAR_MIDDLEWARE,),
-        settings={
-            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, "benchmarks.panels.EmptyPanel"],
-            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
-        },
+        "benchmarks.panels.EmptyPanel",
     ),
     Variant(
         "zeal",
