@@ -245,11 +245,16 @@ def _clear_frame_kinds() -> None:
 
 
 def _reset_frame_cache() -> None:
-    """Recompute what counts as user code; STACK_IGNORE may have changed."""
+    """Recompute what counts as user code, and forget the cached frame kinds only if that
+    changed (STACK_IGNORE, or the library paths): any change to the guard's settings calls
+    this, and a test suite that switches ``ENABLED`` per test should not re-classify
+    every frame after each switch."""
     global _ignored_modules, _ignored_paths
-    _clear_frame_kinds()
-    _ignored_modules = _ALWAYS_IGNORED + conf.get_config().STACK_IGNORE
-    _ignored_paths = _library_paths()
+    modules = _ALWAYS_IGNORED + conf.get_config().STACK_IGNORE
+    paths = _library_paths()
+    if (modules, paths) != (_ignored_modules, _ignored_paths):
+        _clear_frame_kinds()
+        _ignored_modules, _ignored_paths = modules, paths
 
 
 def _classify(frame: FrameType) -> int:

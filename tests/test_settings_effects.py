@@ -27,6 +27,22 @@ def test_stack_ignore_moves_the_callsite_to_the_caller(books, settings):
     assert all("lookups.py" not in frame for frame in finding.stack)
 
 
+def test_frame_kinds_survive_a_settings_change_that_does_not_touch_them(books, settings):
+    # Switching ENABLED (or THRESHOLD...) per test must not make the next capture classify
+    # every frame again; changing STACK_IGNORE must, since it changes what user code is.
+    import importlib
+
+    recorder = importlib.import_module("django_nplusone_guard.capture")
+    with capture():
+        list(Book.objects.all())
+    code = test_frame_kinds_survive_a_settings_change_that_does_not_touch_them.__code__
+    assert id(code) in recorder._frame_kinds
+    settings.NPLUSONE_GUARD = {"ENABLED": True, "THRESHOLD": 7}
+    assert id(code) in recorder._frame_kinds, "cleared by a change that leaves kinds alone"
+    settings.NPLUSONE_GUARD = {"STACK_IGNORE": ["tests.testapp.lookups"]}
+    assert id(code) not in recorder._frame_kinds, "STACK_IGNORE changed, kinds kept"
+
+
 def test_threshold_setting_is_the_default(books, settings):
     settings.NPLUSONE_GUARD = {"THRESHOLD": 10}
     with capture() as report:
