@@ -29,18 +29,25 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
 from types import CodeType, FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 from . import conf
+from .report import Report
 
-if TYPE_CHECKING:
-    from .report import Report
-
-__all__ = ["Scope", "active_scope", "capture", "ignore", "install", "suppressed"]
+__all__ = [
+    "Scope",
+    "active_scope",
+    "capture",
+    "ignore",
+    "install",
+    "render_frame",
+    "render_stack",
+    "suppressed",
+]
 
 logger = logging.getLogger("django_nplusone_guard")
 
@@ -60,6 +67,8 @@ MAX_OVERFLOW_KEYS = 1_000
 MAX_ATTRIBUTED_CALLS = 8
 #: Walks remembered per scope (one per distinct statement text), to skip repeated walks.
 MAX_WALKS_PER_SCOPE = 256
+#: Rendered frames (``path:line in func``) kept; cleared when full.
+MAX_RENDERED_FRAMES = 8_192
 #: Code objects whose frame kind is cached; cleared when full (code made by ``exec`` or
 #: template engines would otherwise be kept alive forever).
 MAX_FRAME_KINDS = 20_000
@@ -435,6 +444,39 @@ def is_user_frame(frame: FrameType) -> bool:
     return kind == _USER
 
 
+# ``render_frame``'s cache, keyed by ``(id(code), line)``: each entry holds its code object,
+# so no id is reused while it is a key. Keying by the code itself hashes its bytecode and
+# constants (nested functions included) on every lookup, which made rendering the stacks of
+# a small request's analysis cost more than the rest of it.
+_rendered_frames: dict[tuple[int, int], tuple[CodeType, str]] = {}
+
+
+def render_frame(code: CodeType, lineno: int) -> str:
+    """``path/to/file.py:LINE in func``, the path relative to the working directory when the
+    file is under it (that is how editors and terminals make it clickable)."""
+    found = _rendered_frames.get((id(code), lineno))
+    if found is not None:
+        return found[1]
+    path = code.co_filename
+    try:
+        rel = os.path.relpath(path)
+        if not rel.startswith(".."):
+            path = rel
+    except ValueError:  # another drive on Windows
+        pass
+    text = f"{path}:{lineno} in {code.co_qualname}"
+    if len(_rendered_frames) >= MAX_RENDERED_FRAMES:
+        _rendered_frames.clear()
+    _rendered_frames[(id(code), lineno)] = (code, text)
+    return text
+
+
+def render_stack(stack: tuple[Any, ...]) -> list[str]:
+    """A recorded ``(code, line, code, line, ...)`` stack as rendered frames, innermost
+    first."""
+    return list(map(render_frame, stack[::2], stack[1::2]))
+
+
 def _walk_task(task: asyncio.Task[Any] | None) -> tuple[Any, ...]:
     """User frames of the coroutine chain a scope's task is awaiting on.
 
@@ -656,8 +698,6 @@ class capture:  # lower case: used like a function, ``with capture() as report``
         allow: Sequence[Any] | None = None,
         max_queries: int | None = None,
     ) -> None:
-        from .report import Report
-
         config = conf.get_config()
         self.explain = config.EXPLAIN if explain is None else explain
         self.aliases = conf.as_tuple(using)
@@ -697,8 +737,6 @@ class capture:  # lower case: used like a function, ``with capture() as report``
         if scope is None:
             return self.report
         try:
-            from .detect import analyse_scope
-
             with suppressed():
                 analyse_scope(scope, self, into=self.report)
         except Exception as exc:
@@ -802,3 +840,9 @@ class suppressed:
         for connection, logger in self._toolbar_loggers:
             connection._djdt_logger = logger
         _current.reset(self._token)
+
+
+# Bound last: :mod:`.detect` imports this module, which is complete by now. A function-level
+# import here would run the import machinery (``ModuleSpec.parent`` included) at the end of
+# every request.
+from .detect import analyse_scope  # noqa: E402

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import fnmatch
 import operator
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from time import perf_counter
-from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from . import conf, orm
@@ -35,6 +32,8 @@ from .capture import (
     Record,
     Scope,
     log_internal_error,
+    render_frame,
+    render_stack,
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
@@ -44,24 +43,6 @@ if TYPE_CHECKING:
     from .capture import capture
 
 __all__ = ["Group", "analyse_scope", "is_allowed", "render_frame"]
-
-
-@lru_cache(maxsize=8192)
-def render_frame(code: CodeType, lineno: int) -> str:
-    """``path/to/file.py:LINE in func``, the path relative to the working directory when the
-    file is under it (that is how editors and terminals make it clickable)."""
-    path = code.co_filename
-    try:
-        rel = os.path.relpath(path)
-        if not rel.startswith(".."):
-            path = rel
-    except ValueError:  # another drive on Windows
-        pass
-    return f"{path}:{lineno} in {code.co_qualname}"
-
-
-def render_stack(stack: tuple[Any, ...]) -> list[str]:
-    return [render_frame(stack[i], stack[i + 1]) for i in range(0, len(stack), 2)]
 
 
 #: Longer statements are not EXPLAINed: generated SQL that size (tens of thousands of IN
@@ -150,6 +131,31 @@ def _params_key(params: Any) -> str:
         return f"<unrepresentable {type(params).__name__} at {id(params):x}>"
 
 
+#: Scopes up to this many statements first try :func:`_lone_runs`. Past it the full analysis
+#: runs directly, under its time budget.
+MAX_LONE_STATEMENTS = 32
+
+
+def _lone_runs(records: list[Record]) -> list[QueryRun] | None:
+    """The runs of a scope in which no statement shape repeats, or ``None`` as soon as one
+    does. Such a scope holds no N+1 and no duplicate (both need two statements of one
+    shape), which is most small requests: then the report needs only each statement's
+    fingerprint and stack, without groups, attribution or the duplicate search. That
+    analysis runs at the end of every request, cold in the CPU caches, and cost small pages
+    more time than its instruction count suggests (see ``docs/benchmarks.md``)."""
+    seen: set[tuple[str, str]] = set()
+    runs: list[QueryRun] = []
+    for index, record in enumerate(records):
+        sql = record[SQL]
+        key = fingerprint(sql if type(sql) is str else as_text(sql)).key
+        shape = (record[ALIAS], key)
+        if shape in seen:
+            return None
+        seen.add(shape)
+        runs.append((index, render_stack(record[STACK]), key))
+    return runs
+
+
 def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     """Fill ``into`` with the queries and findings of ``scope``."""
     config = conf.get_config()
@@ -157,11 +163,21 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     report.query_count = scope.count
     report.total_time_ms = scope.total_time * 1000
     report.truncated = scope.count > len(scope.records)
+    if (
+        len(scope.records) <= MAX_LONE_STATEMENTS
+        and not scope.overflow
+        and options.threshold >= 2
+        and not options.explain
+        and not config.REPORT_UNUSED_EAGER
+    ):
+        lone = _lone_runs(scope.records)
+        if lone is not None:
+            report.defer_queries(list(map(_query_of, scope.records)), lone)
+            return report
     budget = Budget(config.ANALYSIS_BUDGET_MS)
 
     groups: dict[tuple[Any, ...], Group] = {}
-    rendered: dict[tuple[Any, ...], list[str]] = {}
-    stacks = _Stacks(rendered)
+    stacks = _Stacks()
     records = scope.records
     # A loop's statements arrive one after another with equal text and the very same stack
     # tuple (the recorder reuses its walk): a record like the one before it shares its
@@ -184,7 +200,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
             )
             # The rest keeps its stack where one was rendered already, and no fingerprint.
             runs.extend(
-                (i, rendered.get(r[STACK]) or [], "") for i, r in enumerate(records[index:], index)
+                (i, stacks.frames(r[STACK]), "") for i, r in enumerate(records[index:], index)
             )
             break
         sql = record[SQL]
@@ -235,12 +251,12 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
     ]
     # A statement belongs to exactly one group: skipping the N+1 groups skips their records.
     nplusone_ids = {id(g) for g in nplusone_groups}
-    nplusones = [_nplusone(g, rendered) for g in nplusone_groups]
+    nplusones = [_nplusone(g, stacks) for g in nplusone_groups]
     nplusones = _attribute(scope, nplusone_groups, nplusones, config, report)
 
     duplicates: list[Duplicate] = []
     if config.REPORT_DUPLICATES:
-        duplicates = _duplicates(groups.values(), nplusone_ids, rendered)
+        duplicates = _duplicates(groups.values(), nplusone_ids, stacks)
 
     report.nplusones = sorted(
         (f for f in nplusones if not is_allowed(f, options.allow)),
@@ -255,7 +271,7 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
 
         missing = find_missing_indexes(
             (g for g in groups.values() if len(g.sample_sql) <= MAX_EXPLAINED_SQL_CHARS),
-            rendered,
+            stacks.frames,
             should_stop=lambda: budget.stop(
                 report, "EXPLAIN was skipped for the remaining statements"
             ),
@@ -265,26 +281,34 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
 
 
 class _Stacks:
-    """Rendered stacks for one analysis. Repeats of one call site share one stack tuple
-    (the recorder reuses its walk), and hashing a stack hashes its code objects, which is
-    slow; so each tuple is looked up by identity, and hashed once per distinct tuple."""
+    """Rendered stacks for one analysis, and one canonical tuple per distinct stack (its
+    ``id`` keys groups). Repeats of one call site share one stack tuple (the recorder
+    reuses its walk), so each tuple is looked up by identity first; equal stacks from
+    separate walks are matched by their codes' ids and lines, because hashing a stack hashes
+    its code objects (bytecode, constants, nested functions), which is slow. Every stack
+    passed in must stay alive while this object is used (the scope's records hold them)."""
 
-    def __init__(self, rendered: dict[tuple[Any, ...], list[str]]) -> None:
-        self.rendered = rendered
+    __slots__ = ("_by_id", "_by_value")
+
+    def __init__(self) -> None:
         self._by_id: dict[int, tuple[tuple[Any, ...], list[str]]] = {}
-        self._by_value: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._by_value: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[str]]] = {}
 
     def get(self, stack: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
-        """The canonical tuple equal to ``stack`` (whose ``id`` can key groups) and its
-        rendering. ``stack`` must stay alive while this object is used."""
+        """The canonical tuple equal to ``stack`` and its rendering."""
         found = self._by_id.get(id(stack))
         if found is None:
-            canon = self._by_value.setdefault(stack, stack)
-            frames = self.rendered.get(canon)
-            if frames is None:
-                frames = self.rendered[canon] = render_stack(canon)
-            found = self._by_id[id(stack)] = (canon, frames)
+            key = (tuple(map(id, stack[::2])), stack[1::2])
+            found = self._by_value.get(key)
+            if found is None:
+                found = self._by_value[key] = (stack, render_stack(stack))
+            self._by_id[id(stack)] = found
         return found
+
+    def frames(self, stack: tuple[Any, ...]) -> list[str]:
+        """The rendering of a stack :meth:`get` has seen; ``[]`` for any other."""
+        found = self._by_id.get(id(stack))
+        return [] if found is None else found[1]
 
 
 def _attribute(
@@ -308,8 +332,8 @@ def _attribute(
     return attributed
 
 
-def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NPlusOne:
-    frames = rendered.get(group.stack) or render_stack(group.stack)
+def _nplusone(group: Group, stacks: _Stacks) -> NPlusOne:
+    frames = stacks.frames(group.stack) or render_stack(group.stack)
     table = group.fp.tables[0] if group.fp.tables else None
     return NPlusOne(
         kind="read" if group.fp.is_read else "write",
@@ -327,12 +351,11 @@ def _nplusone(group: Group, rendered: Mapping[tuple[Any, ...], list[str]]) -> NP
 
 
 def _duplicates(
-    groups: Iterable[Group],
-    nplusone_ids: set[int],
-    rendered: Mapping[tuple[Any, ...], list[str]],
+    groups: Iterable[Group], nplusone_ids: set[int], stacks: _Stacks
 ) -> list[Duplicate]:
-    exact: dict[tuple[str, str, str], list[Record]] = {}
-    fps: dict[tuple[str, str, str], Fingerprint] = {}
+    # Statements are first sorted by text, which hashes at C speed; only a text seen twice
+    # has its parameters rendered (``repr``) to tell exact repeats apart.
+    by_text: dict[tuple[str, str], tuple[Fingerprint, list[Record]]] = {}
     for group in groups:
         if not group.fp.is_read or id(group) in nplusone_ids:
             # Re-running the same write is usually intended, and an N+1's statements are
@@ -341,32 +364,40 @@ def _duplicates(
         for record in group.records:
             if record[MANY]:
                 continue
-            key = (record[ALIAS], as_text(record[SQL]), _params_key(record[PARAMS]))
-            exact.setdefault(key, []).append(record)
-            fps[key] = group.fp
+            text_key = (record[ALIAS], as_text(record[SQL]))
+            found = by_text.get(text_key)
+            if found is None:
+                by_text[text_key] = (group.fp, [record])
+            else:
+                found[1].append(record)
     findings = []
-    for key, records in exact.items():
-        if len(records) < 2:
+    for (alias, sql), (fp, same_text) in by_text.items():
+        if len(same_text) < 2:
             continue
-        fp = fps[key]
-        callsites: list[str] = []
-        for record in records:
-            frames = rendered.get(record[STACK]) or ["unknown"]
-            if frames[0] not in callsites:
-                callsites.append(frames[0])
-        table = fp.tables[0] if fp.tables else None
-        findings.append(
-            Duplicate(
-                model=model_for_table(table) or table,
-                count=len(records),
-                fingerprint=fp.key,
-                sql=key[1],
-                callsites=callsites,
-                total_time_ms=round(sum(r[DURATION] for r in records) * 1000, 3),
-                alias=key[0],
-                params=_short(key[2]),
+        exact: dict[str, list[Record]] = {}
+        for record in same_text:
+            exact.setdefault(_params_key(record[PARAMS]), []).append(record)
+        for params, records in exact.items():
+            if len(records) < 2:
+                continue
+            callsites: list[str] = []
+            for record in records:
+                frames = stacks.frames(record[STACK]) or ["unknown"]
+                if frames[0] not in callsites:
+                    callsites.append(frames[0])
+            table = fp.tables[0] if fp.tables else None
+            findings.append(
+                Duplicate(
+                    model=model_for_table(table) or table,
+                    count=len(records),
+                    fingerprint=fp.key,
+                    sql=sql,
+                    callsites=callsites,
+                    total_time_ms=round(sum(r[DURATION] for r in records) * 1000, 3),
+                    alias=alias,
+                    params=_short(params),
+                )
             )
-        )
     return findings
 
 

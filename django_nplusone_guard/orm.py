@@ -61,13 +61,15 @@ from .capture import (
     _current,
     current_call,
     log_internal_error,
+    render_frame,
 )
 from .capture import is_user_frame as _is_user
+from .fingerprint import fingerprint
+from .report import NPlusOne
 
 if TYPE_CHECKING:
     from .capture import Scope
     from .detect import Group
-    from .report import NPlusOne
 
 __all__ = ["attribute", "install", "model_for_table", "unused_eager"]
 
@@ -1180,8 +1182,6 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
     Each statement's record names the hooked ORM call it ran in directly (none when user
     code ran in between, e.g. a signal handler); everything the hot path left out is worked
     out here, only because there are findings to explain."""
-    from .detect import render_frame
-
     if not groups:
         return findings
     # The calls made, in the order of their first statement, gathered at C speed: events
@@ -1378,10 +1378,6 @@ def unused_eager(scope: Scope) -> list[NPlusOne]:
     "used" by any instance of the model in the scope counts as used. Prefetches with
     ``to_attr`` are skipped (the attribute is a plain list).
     """
-    from .detect import render_frame
-    from .fingerprint import fingerprint
-    from .report import NPlusOne
-
     log: _EagerLog | None = scope.orm
     if log is None or not log.eager:
         return []

@@ -23,7 +23,17 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from .capture import IGNORED, SQL, STACK, capture, ignore, suppressed
+from .capture import (
+    IGNORED,
+    SQL,
+    STACK,
+    capture,
+    ignore,
+    render_frame,
+    render_stack,
+    suppressed,
+)
+from .detect import analyse_scope
 from .exceptions import NPlusOneDetected
 from .fingerprint import fingerprint
 from .report import Finding, NPlusOne, Report, format_finding, shorten_sql
@@ -145,8 +155,6 @@ def _fired_by_test_code(finding: Finding, patterns: tuple[str, ...]) -> bool:
 
 def snapshot(scope_capture: capture) -> Report:
     """Analyse what a still-running capture has recorded so far, without stopping it."""
-    from .detect import analyse_scope
-
     scope = scope_capture.scope
     report = Report()
     if scope is None:
@@ -159,8 +167,6 @@ def snapshot(scope_capture: capture) -> Report:
 def _block_label(frame: FrameType | None) -> str:
     if frame is None:
         return ""
-    from .detect import render_frame
-
     path, line, _func = split_callsite(render_frame(frame.f_code, frame.f_lineno))
     return f"the block at {path}:{line}"
 
@@ -418,8 +424,6 @@ def assert_constant_queries(
 
 
 def _count_shapes(scope_capture: capture, n: int, shapes: dict[str, _Shape]) -> None:
-    from .detect import render_stack
-
     scope = scope_capture.scope
     if scope is None:
         return

@@ -274,6 +274,21 @@ def test_exact_repeats_from_different_lines_are_duplicates(books):
     ]
 
 
+def test_one_statement_with_other_parameters_is_not_a_duplicate(books):
+    first, second = books[0].pk, books[1].pk
+    with capture() as report:
+        Book.objects.filter(pk=first).first()  # params-1
+        Book.objects.filter(pk=second).first()  # params-2
+        Book.objects.filter(pk=first).first()  # params-3
+    [dup] = report.duplicates
+    assert dup.count == 2
+    assert [c.split(" in ")[0] for c in dup.callsites] == [
+        f"tests/test_detect.py:{_line('params-1')}",
+        f"tests/test_detect.py:{_line('params-3')}",
+    ]
+    assert dup.params == repr(report.queries[0].params)
+
+
 def test_an_nplusone_of_identical_queries_is_not_also_a_duplicate():
     author = AuthorFactory()
     BookFactory.create_batch(4, author=author)
@@ -314,3 +329,61 @@ def test_report_round_trips_through_json(books):
     assert str(again) == str(report)
     assert "N+1 query on testapp.Book.author" in str(report)
     assert "Duplicate query on testapp.Book" in str(report)
+
+
+def _distinct_statements(books: list[Book]) -> None:
+    """Statements of different shapes: ORM, raw SQL, an ignored one, a transaction block."""
+    from django_nplusone_guard import ignore
+
+    Book.objects.filter(pk=books[0].pk).first()
+    list(Author.objects.filter(name__startswith="A"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM testapp_tag")
+    with ignore():
+        Book.objects.count()
+    with transaction.atomic():
+        Tag.objects.exists()
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_a_scope_whose_statements_all_differ_reports_as_the_full_analysis_would(
+    books, monkeypatch, threshold
+):
+    from django_nplusone_guard import detect
+
+    reports = []
+    for limit in (detect.MAX_LONE_STATEMENTS, 0):  # 0: the full analysis
+        monkeypatch.setattr(detect, "MAX_LONE_STATEMENTS", limit)
+        with capture(threshold=threshold) as report:
+            _distinct_statements(books)  # from one line: equal stacks
+        reports.append(report)
+    lone, full = reports
+    assert lone.query_count == full.query_count >= 6
+    lone_data, full_data = lone.to_dict(), full.to_dict()
+    for data in (lone_data, full_data):
+        data.pop("total_time_ms")
+        for query in data["queries"]:
+            query.pop("duration_ms")
+            if query["sql"].startswith(("SAVEPOINT", "RELEASE")):
+                query["sql"] = query["fingerprint"] = "savepoint"  # a new name each time
+    assert lone_data == full_data
+    assert all(q["fingerprint"] and q["stack"] for q in lone_data["queries"])
+
+
+def test_a_scope_whose_statements_all_differ_skips_grouping(books, monkeypatch):
+    from django_nplusone_guard import detect
+
+    def no_full_analysis(limit_ms: int) -> None:
+        raise AssertionError("the full analysis ran")
+
+    monkeypatch.setattr(detect, "Budget", no_full_analysis)
+    with capture() as report:
+        _distinct_statements(books)
+    assert report.query_count >= 6
+    assert report.errors == []
+    # One repeated shape is enough to need the full analysis, which finds it.
+    monkeypatch.undo()
+    with capture() as report:
+        _distinct_statements(books)
+        Book.objects.filter(pk=books[0].pk).first()
+    assert len(report.duplicates) == 1

@@ -274,9 +274,9 @@ def test_a_spent_analysis_budget_stops_explaining(recorder):
         sql = sql.replace('"', "`")
     record = ("default", sql, ["Leeds"], False, 0.0, (), 1, False, None)
     group = Group(alias="default", fp=fingerprint(sql), stack=(), records=[record])
-    assert find_missing_indexes([group], {}, should_stop=lambda: True) == []
+    assert find_missing_indexes([group], lambda stack: [], should_stop=lambda: True) == []
     assert recorder.explains == []
-    assert len(find_missing_indexes([group], {}, should_stop=lambda: False)) == 1
+    assert len(find_missing_indexes([group], lambda stack: [], should_stop=lambda: False)) == 1
 
 
 @pytest.mark.django_db(transaction=True)

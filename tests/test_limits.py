@@ -13,8 +13,7 @@ from django.test import Client
 from django.urls import path
 
 from django_nplusone_guard import capture
-from django_nplusone_guard.capture import _frame_kinds
-from django_nplusone_guard.detect import render_frame
+from django_nplusone_guard.capture import _frame_kinds, render_frame
 from django_nplusone_guard.fingerprint import fingerprint
 from django_nplusone_guard.middleware import REQUEST_ATTR
 from tests.testapp.models import Author, Book
@@ -116,13 +115,22 @@ def test_fingerprint_cache_is_bounded():
     assert fingerprint.cache_info().currsize == maxsize
 
 
-def test_render_frame_cache_is_bounded():
-    maxsize = render_frame.cache_info().maxsize
-    assert maxsize is not None
-    code = test_render_frame_cache_is_bounded.__code__
-    for line in range(maxsize + 500):
-        render_frame(code, line)
-    assert render_frame.cache_info().currsize == maxsize
+def test_render_frame_cache_is_bounded_and_keyed_by_the_code_itself(monkeypatch):
+    monkeypatch.setattr(capture_module, "MAX_RENDERED_FRAMES", 50)
+    monkeypatch.setattr(capture_module, "_rendered_frames", {})
+    code = test_render_frame_cache_is_bounded_and_keyed_by_the_code_itself.__code__
+    for line in range(120):
+        assert render_frame(code, line).endswith(f":{line} in {code.co_qualname}")
+        assert len(capture_module._rendered_frames) <= 50
+    # Two code objects with one name and line are two frames (the cache keys by identity).
+    namespace: dict[str, Any] = {}
+    exec(compile("def f(): pass", "one.py", "exec"), namespace)
+    first = namespace["f"].__code__
+    exec(compile("def f(): pass", "two.py", "exec"), namespace)
+    second = namespace["f"].__code__
+    assert render_frame(first, 1).startswith("one.py:1 ")
+    assert render_frame(second, 1).startswith("two.py:1 ")
+    assert render_frame(first, 1).startswith("one.py:1 ")
 
 
 def test_frame_kind_cache_is_cleared_when_full(monkeypatch):

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -131,11 +131,13 @@ def explain_statement(
 
 def find_missing_indexes(
     groups: Iterable[Group],
-    rendered: Mapping[tuple[Any, ...], list[str]],
+    frames_of: Callable[[tuple[Any, ...]], list[str]],
     *,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[MissingIndex]:
-    """One finding per (alias, table, columns) across a scope's SELECT groups."""
+    """One finding per (alias, table, columns) across a scope's SELECT groups;
+    ``frames_of`` gives a group's rendered stack (its first frame is the finding's call
+    site)."""
     select_groups = [g for g in groups if g.fp.verb == "SELECT" and g.records]
     if not select_groups:
         return []
@@ -159,7 +161,7 @@ def find_missing_indexes(
         verdict = explain_statement(
             group.alias, group.fp.key, sql, record[PARAMS], timeout_ms=timeout_ms
         )
-        frames = rendered.get(group.stack) or []
+        frames = frames_of(group.stack)
         for finding in verdict:
             key = (finding.alias, finding.table, finding.columns)
             if key in seen:

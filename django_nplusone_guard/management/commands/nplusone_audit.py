@@ -32,8 +32,7 @@ from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePatter
 from django.utils.regex_helper import normalize
 
 from django_nplusone_guard import conf
-from django_nplusone_guard.capture import capture
-from django_nplusone_guard.detect import render_frame
+from django_nplusone_guard.capture import capture, render_frame
 from django_nplusone_guard.report import Report, format_report
 
 #: What ``--fail-on`` accepts: the report's finding categories, plus pages that crashed.
