@@ -700,9 +700,9 @@ class capture:  # lower case: used like a function, ``with capture() as report``
     ) -> None:
         config = conf.get_config()
         self.explain = config.EXPLAIN if explain is None else explain
-        self.aliases = conf.as_tuple(using)
+        self.aliases = None if using is None else conf.as_tuple(using)
         self.threshold = config.THRESHOLD if threshold is None else threshold
-        self.allow = tuple(config.ALLOW) + tuple(allow or ())
+        self.allow = config.ALLOW + tuple(allow) if allow else config.ALLOW
         self.max_queries = config.MAX_QUERIES if max_queries is None else max_queries
         self.report = Report()
         self.scope: Scope | None = None

@@ -106,7 +106,7 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
     config = conf.get_config()
     if not config.ENABLED:
         return None
-    if any(p.search(request.path_info) for p in config.IGNORE_URLS):
+    if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
     try:
         return join_request_capture(request, frame)
@@ -161,7 +161,7 @@ def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) ->
 
 def act(report: Report, action: str, *, label: str = "") -> None:
     """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises."""
-    if action == "off" or not report.findings:
+    if action == "off" or not len(report):  # len(): no list of findings built to ask
         return
     if action == "raise":
         if report.nplusones:
