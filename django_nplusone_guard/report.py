@@ -259,7 +259,7 @@ class _Queries:
         state["_queries"] = value if isinstance(value, list) else list(value)
 
 
-@dataclass
+@dataclass(init=False)
 class Report:
     """Everything one capture scope saw and concluded."""
 
@@ -274,6 +274,30 @@ class Report:
     truncated: bool = False
     #: Internal problems met while analysing (the scope's queries were still counted).
     errors: list[str] = field(default_factory=list)
+
+    def __init__(
+        self,
+        queries: Iterable[CapturedQuery] | None = None,
+        nplusones: list[NPlusOne] | None = None,
+        duplicates: list[Duplicate] | None = None,
+        missing_indexes: list[MissingIndex] | None = None,
+        query_count: int = 0,
+        total_time_ms: float = 0.0,
+        truncated: bool = False,
+        errors: list[str] | None = None,
+    ) -> None:
+        # Written out, not generated: the generated ``__init__`` sets ``queries`` through
+        # its descriptor even to the empty default, which made an empty report cost more
+        # than the rest of a capture's set-up at the start of every request.
+        if queries is not None:
+            self.queries = queries
+        self.nplusones = [] if nplusones is None else nplusones
+        self.duplicates = [] if duplicates is None else duplicates
+        self.missing_indexes = [] if missing_indexes is None else missing_indexes
+        self.query_count = query_count
+        self.total_time_ms = total_time_ms
+        self.truncated = truncated
+        self.errors = [] if errors is None else errors
 
     @property
     def findings(self) -> list[Finding]:

@@ -446,6 +446,24 @@ def test_queries_behaves_as_a_plain_dataclass_field():
     assert dataclasses.replace(a, queries=[]).queries == []
     assert Report.from_dict(a.to_dict()) == a
     assert [f.name for f in dataclasses.fields(Report)][0] == "queries"
+    # ``__init__`` is written by hand (cheaper): it must keep taking every field, in order,
+    # with the dataclass's defaults, and never share a default list between reports.
+    import inspect
+
+    params = list(inspect.signature(Report).parameters)
+    assert params == [f.name for f in dataclasses.fields(Report)]
+    fresh = Report()
+    assert dataclasses.astuple(fresh) == ([], [], [], [], 0, 0.0, False, [])
+    lists = [name for name in params if isinstance(getattr(fresh, name), list)]
+    assert len(lists) == 5 and all(getattr(fresh, n) is not getattr(b, n) for n in lists)
+    full = Report([query], [], [], [], 3, 1.5, True, ["x"])
+    assert (full.queries, full.query_count, full.total_time_ms, full.truncated, full.errors) == (
+        [query],
+        3,
+        1.5,
+        True,
+        ["x"],
+    )
     a.queries = []
     assert a.queries == [] and a != Report(queries=[query])
 
