@@ -315,6 +315,11 @@ class Anchor(NamedTuple):
     node_reads: list[int]
 
 
+# ``Anchor(...)`` runs the named tuple's ``__new__``, a Python function: one frame more in a
+# walk that every statement with a new call site makes. ``tuple.__new__`` builds the same.
+_new_anchor = tuple.__new__
+
+
 def _walk(
     frame: FrameType | None,
     base: FrameType | None,
@@ -402,7 +407,8 @@ def _walk(
     anchor = None
     if reusable and first is not None:
         lasti = first.f_lasti
-        anchor = Anchor(first_depth, first, lasti, result, hook_depth, hook_at, render_depth, [0])
+        fields = (first_depth, first, lasti, result, hook_depth, hook_at, render_depth, [0])
+        anchor = _new_anchor(Anchor, fields)
     return result, batch, hopped and async_scope, hook_at, node, anchor
 
 
@@ -737,8 +743,7 @@ class capture:  # lower case: used like a function, ``with capture() as report``
         if scope is None:
             return self.report
         try:
-            with suppressed():
-                analyse_scope(scope, self, into=self.report)
+            analyse_scope(scope, self, into=self.report)
         except Exception as exc:
             log_internal_error("analysis")
             self.report.errors.append(f"analysis failed: {exc!r}")

@@ -34,6 +34,7 @@ from .capture import (
     log_internal_error,
     render_frame,
     render_stack,
+    suppressed,
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
@@ -174,6 +175,16 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         if lone is not None:
             report.defer_queries(list(map(_query_of, scope.records)), lone)
             return report
+    # Attribution can touch model instances and EXPLAIN runs statements: neither may be
+    # recorded into an enclosing scope or the toolbar. The short path above runs none.
+    with suppressed():
+        return _analyse_in_full(scope, options, report, config)
+
+
+def _analyse_in_full(
+    scope: Scope, options: capture, report: Report, config: conf.Config
+) -> Report:
+    """Group the statements, find N+1s and duplicates, attribute them, run EXPLAIN."""
     budget = Budget(config.ANALYSIS_BUDGET_MS)
 
     groups: dict[tuple[Any, ...], Group] = {}

@@ -31,7 +31,6 @@ from .capture import (
     ignore,
     render_frame,
     render_stack,
-    suppressed,
 )
 from .detect import analyse_scope
 from .exceptions import NPlusOneDetected
@@ -159,9 +158,7 @@ def snapshot(scope_capture: capture) -> Report:
     report = Report()
     if scope is None:
         return report
-    with suppressed():
-        analyse_scope(scope, scope_capture, into=report)
-    return report
+    return analyse_scope(scope, scope_capture, into=report)
 
 
 def _block_label(frame: FrameType | None) -> str:
