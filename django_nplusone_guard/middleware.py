@@ -161,9 +161,7 @@ def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) ->
 
 def act(report: Report, action: str, *, label: str = "") -> None:
     """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises."""
-    # Not ``len(report)``: a method call, at the end of every request, to learn that the
-    # three lists are empty.
-    if action == "off" or not (report.nplusones or report.missing_indexes or report.duplicates):
+    if action == "off" or not len(report):  # len(): no list of findings built to ask
         return
     if action == "raise":
         if report.nplusones:
