@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.run import FLAT_TOLERANCE, PANEL_VARIANTS, ROOT, TARGETS, WORKLOADS
+from benchmarks.run import FLAT_TOLERANCE, PANEL_VARIANTS, ROOT, TARGETS, WORKLOADS, base_of
 
 #: Requests counted per page: enough to average a request, few enough for valgrind's ~50x.
 #: A full garbage collection costs millions of instructions and falls in some runs and not
@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
     names = [v.name for v in VARIANTS]
     if args.variants:
         wanted = {"bare", *args.variants.split(",")}
-        if wanted & set(PANEL_VARIANTS):
-            wanted.add("toolbar")
+        wanted |= {base_of(name) for name in wanted}
         unknown = wanted - set(BY_NAME)
         if unknown:
             print(f"unknown variants: {', '.join(sorted(unknown))}")
@@ -226,14 +225,14 @@ def _print(names: list[str], results: dict[tuple[str, int], dict[str, object]]) 
                 problem = result.get("problem")
                 cells.append(f"{value:.3f}x" + (f" ({problem})" if problem else ""))
         print(f"| {BY_NAME[name].label} | {' | '.join(cells)} |")
-    for name, label in PANEL_VARIANTS.items():
-        if name in names and "toolbar" in names:
-            cells = [_fmt(ratio(name, "toolbar", q)) for q in WORKLOADS]
-            print(f"| {label} / toolbar | {' | '.join(cells)} |")
+    for name, (label, base) in PANEL_VARIANTS.items():
+        if name in names and base in names:
+            cells = [_fmt(ratio(name, base, q)) for q in WORKLOADS]
+            print(f"| {label} | {' | '.join(cells)} |")
 
     print("\nTargets, by instruction count (median time ratios: see benchmarks.run):")
     for name, limit in TARGETS.items():
-        base = "toolbar" if name in PANEL_VARIANTS else "bare"
+        base = base_of(name)
         values = {q: ratio(name, base, q) for q in WORKLOADS}
         if any(v is None for v in values.values()):
             continue

@@ -30,7 +30,7 @@ _GUARD = "django_nplusone_guard"
 _GUARD_MIDDLEWARE = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
 _TOOLBAR_MIDDLEWARE = "debug_toolbar.middleware.DebugToolbarMiddleware"
 _SQL_PANEL = "debug_toolbar.panels.sql.SQLPanel"
-_OUR_PANEL = "django_nplusone_guard.panels.NPlusOnePanel"
+OUR_PANEL = "django_nplusone_guard.panels.NPlusOnePanel"
 _TOOLBAR_CONFIG = {
     "SHOW_TOOLBAR_CALLBACK": "benchmarks.settings.show_toolbar",
     "IS_RUNNING_TESTS": False,
@@ -57,19 +57,21 @@ def _toolbar(
     requires: str = "debug_toolbar",
     apps: tuple[str, ...] = (),
     settings: dict[str, object] | None = None,
+    stock: bool = False,
+    after_setup: str | None = None,
 ) -> Variant:
-    """The debug toolbar with its SQL panel, plus ``panels``."""
+    """The debug toolbar with its SQL panel, plus ``panels``; or, ``stock``, with the panels
+    it has by default (sixteen in toolbar 8, two of them disabled), as most projects use it.
+    """
+    listed = {} if stock else {"DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, *panels]}
     return Variant(
         name,
         label,
         requires=requires,
         apps=("django.contrib.staticfiles", "debug_toolbar", *apps),
         middleware=(_TOOLBAR_MIDDLEWARE,),
-        settings={
-            "DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, *panels],
-            "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG,
-            **(settings or {}),
-        },
+        settings={**listed, "DEBUG_TOOLBAR_CONFIG": _TOOLBAR_CONFIG, **(settings or {})},
+        after_setup=after_setup,
     )
 
 
@@ -92,7 +94,7 @@ VARIANTS: tuple[Variant, ...] = (
     _toolbar(
         "toolbar-panel",
         "debug toolbar, SQL panel + our panel",
-        _OUR_PANEL,
+        OUR_PANEL,
         requires="django_nplusone_guard.panels",
         apps=(_GUARD,),
         settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
@@ -101,6 +103,16 @@ VARIANTS: tuple[Variant, ...] = (
         "toolbar-empty-panel",
         "debug toolbar, SQL panel + an empty panel (diagnostic)",
         "benchmarks.panels.EmptyPanel",
+    ),
+    _toolbar("toolbar-stock", "debug toolbar, default panels", stock=True),
+    _toolbar(
+        "toolbar-stock-panel",
+        "debug toolbar, default panels + our panel",
+        requires="django_nplusone_guard.panels",
+        apps=(_GUARD,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
+        stock=True,
+        after_setup="benchmarks.panels.add_our_panel_to_stock_toolbar",
     ),
     Variant(
         "zeal",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
+
 from benchmarks.instructions import _combine, _print
+from benchmarks.run import _check
 
 
 def test_a_cell_is_the_mean_of_its_seeds_and_keeps_their_counts():
@@ -61,3 +66,41 @@ def test_panel_variants_are_shown_against_the_toolbar_alone(capsys):
     assert "| toolbar + our panel / toolbar | 1.050x | 1.050x | 1.050x |" in out
     assert "| toolbar + an empty panel / toolbar | 1.025x | 1.025x | 1.025x |" in out
     assert "toolbar-panel / toolbar <= 1.1: met" in out
+
+
+def test_the_stock_toolbar_panel_is_shown_against_the_stock_toolbar(capsys):
+    names = ["bare", "toolbar", "toolbar-panel", "toolbar-stock", "toolbar-stock-panel"]
+    jobs = [(name, q, 0) for name in names for q in (100, 1, 1000)]
+    counts = {
+        "bare": 10.0,
+        "toolbar": 20.0,
+        "toolbar-panel": 23.0,
+        "toolbar-stock": 100.0,
+        "toolbar-stock-panel": 104.0,
+    }
+    runs: list[dict[str, object]] = [{"per_request": counts[name] * q} for name, q, _ in jobs]
+    _print(names, _combine(jobs, runs))
+    out = capsys.readouterr().out
+    assert "| toolbar + our panel / toolbar | 1.150x | 1.150x | 1.150x |" in out
+    assert "| default toolbar + our panel / default toolbar | 1.040x | 1.040x | 1.040x |" in out
+    assert "toolbar-panel / toolbar <= 1.1: NOT MET" in out
+    assert "toolbar-stock-panel / toolbar-stock <= 1.1: met" in out
+
+
+def _page(*panel_ids: str) -> SimpleNamespace:
+    buttons = "".join(f'<li id="djdt-{panel_id}">' for panel_id in panel_ids)
+    return SimpleNamespace(status_code=200, content=f'<div id="djDebug">{buttons}'.encode())
+
+
+@pytest.mark.parametrize(
+    ("variant", "shown", "problem"),
+    [
+        ("toolbar-panel", ("SQLPanel", "NPlusOnePanel"), None),
+        ("toolbar-panel", ("SQLPanel",), "the toolbar has no NPlusOnePanel"),
+        ("toolbar-stock", ("SQLPanel",), "the toolbar has no HistoryPanel"),
+        ("toolbar-stock-panel", ("SQLPanel", "HistoryPanel"), "the toolbar has no NPlusOnePanel"),
+        ("toolbar-stock-panel", ("SQLPanel", "HistoryPanel", "NPlusOnePanel"), None),
+    ],
+)
+def test_a_toolbar_variant_without_its_panels_is_flagged(variant, shown, problem):
+    assert _check(variant, 1, _page(*shown)) == problem
