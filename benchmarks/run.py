@@ -212,12 +212,19 @@ def worker(variant: str, *, batches: int, batch_seconds: float, clock: str) -> d
     return result
 
 
-def same_process_worker(variant: str, *, repeats: int, clock: str) -> dict[str, Any]:
+#: Length of one batch of the same-process view: short, so that a burst of noise (another
+#: tenant of the machine) spoils a few pairs, not the median.
+SAME_PROCESS_BATCH_SECONDS = 0.02
+
+
+def same_process_worker(variant: str, *, pairs: int, clock: str) -> dict[str, Any]:
     """The guard on and off (``ENABLED``) in one process, alternating batch by batch.
 
     Nothing differs between the two but the guard, not even the process, so this is the
-    steadiest view of its cost; the cross-process table is the one comparable with the
-    other tools, which have no such switch.
+    steadiest view of its cost in time; the cross-process table is the one comparable with
+    the other tools, which have no such switch. Each of ``pairs`` pairs times a short batch
+    with the guard on and one with it off, in alternating order (whichever runs second
+    finds the caches warmer), and the pair's ratio is one sample.
     """
     _setup_django(variant)
     from django.test import Client, override_settings
@@ -229,18 +236,20 @@ def same_process_worker(variant: str, *, repeats: int, clock: str) -> dict[str, 
         url = f"/books/{queries}/"
         for _ in range(3):
             client.get(url)
-        count = max(2, round(500 / queries))
+        start = now()
+        client.get(url)
+        count = max(1, round(SAME_PROCESS_BATCH_SECONDS / max(now() - start, 1e-6)))
         ratios = []
-        for _ in range(repeats):
-            timed = []
-            for enabled in (True, False):
+        for pair in range(pairs):
+            timed = {}
+            for enabled in (True, False) if pair % 2 == 0 else (False, True):
                 with override_settings(NPLUSONE_GUARD={"ENABLED": enabled}):
                     gc.collect()
                     start = now()
                     for _ in range(count):
                         client.get(url)
-                    timed.append(now() - start)
-            ratios.append(timed[0] / timed[1])
+                    timed[enabled] = now() - start
+            ratios.append(timed[True] / timed[False])
         result[str(queries)] = ratios
     return result
 
@@ -340,6 +349,15 @@ def _fmt_ratio(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
+def _fmt_quartiles(values: Sequence[float]) -> str:
+    """Median and interquartile range: with hundreds of samples the extremes are whatever
+    the noisiest moment of the run was, the quartiles are the method's resolution."""
+    if len(values) < 2:
+        return f"{values[0]:.3f}x" if values else "n/a"
+    low, median, high = statistics.quantiles(values, n=4)
+    return f"{median:.3f}x ({low:.3f}-{high:.3f})"
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmarks.variants import BY_NAME, VARIANTS
 
@@ -412,18 +430,22 @@ def run(args: argparse.Namespace) -> int:
             )
             _print_per_query(BY_NAME[name].label, per_query[name])
         print()
-        print("Same process, guard on / off, alternating (median, min-max):")
+        print(
+            f"Same process, guard on / off, {args.pairs} pairs of "
+            f"~{SAME_PROCESS_BATCH_SECONDS * 1000:.0f} ms batches "
+            "(median, interquartile range):"
+        )
         for name in ("guard-sql-only", "guard"):
             outcome = _spawn(
                 args.python,
-                ["--same-process", name, "--repeats", str(args.repeats), "--clock", args.clock],
+                ["--same-process", name, "--pairs", str(args.pairs), "--clock", args.clock],
             )
             if "error" in outcome:
                 print(f"  {BY_NAME[name].label}: failed: {outcome['error']}")
                 continue
             per_query[f"{name}-same-process"] = outcome
             shown = ", ".join(
-                f"{int(w):,}-query page {_fmt_ratio(values)}" for w, values in outcome.items()
+                f"{int(w):,}-query page {_fmt_quartiles(values)}" for w, values in outcome.items()
             )
             print(f"  {BY_NAME[name].label}: {shown}")
     results_dir = ROOT / "benchmarks" / "results"
@@ -567,6 +589,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int)
     parser.add_argument("--batch-seconds", type=float)
     parser.add_argument("--repeats", type=int)
+    parser.add_argument(
+        "--pairs", type=int, help="on/off pairs of the same-process view (200; short: 60)"
+    )
     parser.add_argument("--loops", type=int)
     args = parser.parse_args(argv)
     short = args.short
@@ -576,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.batch_seconds = args.batch_seconds or (0.1 if short else 0.2)
     args.repeats = args.repeats or (3 if short else 7)
     args.loops = args.loops or (5_000 if short else 20_000)
+    args.pairs = args.pairs or (60 if short else 200)
     if args.worker:
         result = worker(
             args.worker, batches=args.batches, batch_seconds=args.batch_seconds, clock=args.clock
@@ -583,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     if args.same_process:
-        result = same_process_worker(args.same_process, repeats=args.repeats, clock=args.clock)
+        result = same_process_worker(args.same_process, pairs=args.pairs, clock=args.clock)
         print(json.dumps(result))
         return 0
     if args.per_query:

@@ -104,3 +104,11 @@ def _page(*panel_ids: str) -> SimpleNamespace:
 )
 def test_a_toolbar_variant_without_its_panels_is_flagged(variant, shown, problem):
     assert _check(variant, 1, _page(*shown)) == problem
+
+
+def test_the_same_process_view_reports_median_and_quartiles():
+    from benchmarks.run import _fmt_quartiles
+
+    # Extremes are left out: one noisy pair must not widen the reported range.
+    assert _fmt_quartiles([0.5, 1.0, 1.02, 1.04, 1.06, 1.08, 3.0]) == "1.040x (1.000-1.080)"
+    assert _fmt_quartiles([1.25]) == "1.250x"
