@@ -62,7 +62,12 @@ def _toolbar(
 ) -> Variant:
     """The debug toolbar with its SQL panel, plus ``panels``; or, ``stock``, with the panels
     it has by default (sixteen in toolbar 8, two of them disabled), as most projects use it.
+
+    The default list is only known once the toolbar is importable, so a stock variant adds
+    its panels in ``after_setup`` instead (see ``benchmarks.panels``).
     """
+    if stock and panels:
+        raise ValueError(f"{name}: a stock toolbar's extra panels are added by after_setup")
     listed = {} if stock else {"DEBUG_TOOLBAR_PANELS": [_SQL_PANEL, *panels]}
     return Variant(
         name,

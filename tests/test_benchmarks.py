@@ -112,3 +112,11 @@ def test_the_same_process_view_reports_median_and_quartiles():
     # Extremes are left out: one noisy pair must not widen the reported range.
     assert _fmt_quartiles([0.5, 1.0, 1.02, 1.04, 1.06, 1.08, 3.0]) == "1.040x (1.000-1.080)"
     assert _fmt_quartiles([1.25]) == "1.250x"
+
+
+def test_a_stock_toolbar_variant_refuses_panels_it_would_drop():
+    from benchmarks.variants import OUR_PANEL, _toolbar
+
+    with pytest.raises(ValueError, match="after_setup"):
+        _toolbar("toolbar-stock-x", "a stock toolbar", OUR_PANEL, stock=True)
+    assert "DEBUG_TOOLBAR_PANELS" not in _toolbar("s", "stock", stock=True).settings
