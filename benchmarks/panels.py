@@ -5,8 +5,8 @@ every panel on every request (instantiating it, chaining its ``process_request``
 its stats, rendering its entry in the side bar). This panel measures that floor: whatever
 our panel costs beyond it is ours.
 
-``add_our_panel_to_stock_toolbar`` is for ``toolbar-stock-panel``: the toolbar's own default
-panel list plus ours, read from the installed toolbar so the variant follows its releases.
+``use_stock_panels`` is for the ``toolbar-stock`` variants: the toolbar's own default panel
+list plus the variant's, read from the installed toolbar so the variants follow its releases.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 from debug_toolbar.panels import Panel
 from django.conf import settings
 from django.test.signals import setting_changed
-
-from benchmarks.variants import OUR_PANEL
 
 
 class EmptyPanel(Panel):
@@ -25,8 +23,9 @@ class EmptyPanel(Panel):
     template = "debug_toolbar/panels/settings.html"
 
 
-def add_our_panel_to_stock_toolbar() -> None:
-    """``DEBUG_TOOLBAR_PANELS`` = the toolbar's defaults + our panel, for the whole run.
+def use_stock_panels() -> None:
+    """``DEBUG_TOOLBAR_PANELS`` = the toolbar's defaults + the variant's
+    ``BENCH_EXTRA_PANELS``, for the whole run.
 
     Not ``override_settings``: it wraps the settings in a holder that makes every settings
     read of the request slower, which the other variants would not pay. The setting is
@@ -34,7 +33,7 @@ def add_our_panel_to_stock_toolbar() -> None:
     """
     from debug_toolbar.settings import PANELS_DEFAULTS
 
-    panels = [*PANELS_DEFAULTS, OUR_PANEL]
+    panels = [*PANELS_DEFAULTS, *settings.BENCH_EXTRA_PANELS]
     settings.DEBUG_TOOLBAR_PANELS = panels
     setting_changed.send(
         sender=type(settings._wrapped), setting="DEBUG_TOOLBAR_PANELS", value=panels, enter=True

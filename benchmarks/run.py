@@ -135,17 +135,6 @@ def _count_queries(request: Callable[[], Any]) -> tuple[int, Any]:
     return count, response
 
 
-#: Panels each toolbar variant must show: the one it adds, and for the toolbar as it ships
-#: one of the default panels the SQL-only variants lack.
-_PANELS_SHOWN = {
-    "toolbar": ("SQLPanel",),
-    "toolbar-panel": ("SQLPanel", "NPlusOnePanel"),
-    "toolbar-empty-panel": ("SQLPanel", "EmptyPanel"),
-    "toolbar-stock": ("SQLPanel", "HistoryPanel"),
-    "toolbar-stock-panel": ("SQLPanel", "HistoryPanel", "NPlusOnePanel"),
-}
-
-
 def _check(variant: str, queries: int, response: Any) -> str | None:
     """Make sure the variant really did its work; a silent no-op would flatter it."""
     if response.status_code != 200:
@@ -153,7 +142,9 @@ def _check(variant: str, queries: int, response: Any) -> str | None:
     content = response.content.decode()
     if variant.startswith("toolbar") and "djDebug" not in content:
         return "the toolbar was not rendered"
-    for panel_id in _PANELS_SHOWN.get(variant, ()):
+    from benchmarks.variants import BY_NAME
+
+    for panel_id in BY_NAME[variant].panels_shown:
         if f'id="djdt-{panel_id}"' not in content:
             return f"the toolbar has no {panel_id}"
     if variant.startswith("guard") and queries >= 100:

@@ -114,9 +114,11 @@ def test_the_same_process_view_reports_median_and_quartiles():
     assert _fmt_quartiles([1.25]) == "1.250x"
 
 
-def test_a_stock_toolbar_variant_refuses_panels_it_would_drop():
+def test_a_stock_toolbar_variant_keeps_its_panels_and_shows_them():
     from benchmarks.variants import OUR_PANEL, _toolbar
 
-    with pytest.raises(ValueError, match="after_setup"):
-        _toolbar("toolbar-stock-x", "a stock toolbar", OUR_PANEL, stock=True)
-    assert "DEBUG_TOOLBAR_PANELS" not in _toolbar("s", "stock", stock=True).settings
+    variant = _toolbar("toolbar-stock-x", "a stock toolbar", OUR_PANEL, stock=True)
+    assert "DEBUG_TOOLBAR_PANELS" not in variant.settings
+    assert variant.settings["BENCH_EXTRA_PANELS"] == [OUR_PANEL]
+    assert variant.after_setup == "benchmarks.panels.use_stock_panels"
+    assert variant.panels_shown == ("SQLPanel", "HistoryPanel", "NPlusOnePanel")
