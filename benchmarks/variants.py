@@ -88,6 +88,20 @@ def _toolbar(
     )
 
 
+def _with_our_panel(name: str, label: str, *, stock: bool = False) -> Variant:
+    """The toolbar plus our panel, the guard's app installed but its middleware switched
+    off (``ENABLED``), so the panel records alone."""
+    return _toolbar(
+        name,
+        label,
+        OUR_PANEL,
+        requires="django_nplusone_guard.panels",
+        apps=(_GUARD,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
+        stock=stock,
+    )
+
+
 VARIANTS: tuple[Variant, ...] = (
     Variant("bare", "bare Django"),
     _guard("guard", "guard middleware"),
@@ -104,28 +118,15 @@ VARIANTS: tuple[Variant, ...] = (
         requires="django_nplusone_guard.explain",
     ),
     _toolbar("toolbar", "debug toolbar, SQL panel"),
-    _toolbar(
-        "toolbar-panel",
-        "debug toolbar, SQL panel + our panel",
-        OUR_PANEL,
-        requires="django_nplusone_guard.panels",
-        apps=(_GUARD,),
-        settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
-    ),
+    _with_our_panel("toolbar-panel", "debug toolbar, SQL panel + our panel"),
     _toolbar(
         "toolbar-empty-panel",
         "debug toolbar, SQL panel + an empty panel (diagnostic)",
         "benchmarks.panels.EmptyPanel",
     ),
     _toolbar("toolbar-stock", "debug toolbar, default panels", stock=True),
-    _toolbar(
-        "toolbar-stock-panel",
-        "debug toolbar, default panels + our panel",
-        OUR_PANEL,
-        requires="django_nplusone_guard.panels",
-        apps=(_GUARD,),
-        settings={"NPLUSONE_GUARD": {"ENABLED": False, "EXPLAIN": False}},
-        stock=True,
+    _with_our_panel(
+        "toolbar-stock-panel", "debug toolbar, default panels + our panel", stock=True
     ),
     Variant(
         "zeal",
