@@ -955,14 +955,19 @@ def uninstall() -> None:
 class _Cause:
     model: str | None
     field: str | None
-    suggestion: str
+    suggestion: str  # code only: it is what a developer pastes
     parent_site: Site | None
+    alternative: str | None = None  # another fix, or how to apply this one, in words
 
 
-def _peers(rel: _Relation | None) -> str:
+#: Django 6.1's other way out of a relation read per row, offered beside the eager load.
+PEERS_ALTERNATIVE = "or .fetch_mode(models.FETCH_PEERS) on the queryset"
+
+
+def _peers(rel: _Relation | None) -> str | None:
     if HAS_FETCH_MODES and rel is not None and rel.peers:
-        return "  # or .fetch_mode(models.FETCH_PEERS) on the queryset"
-    return ""
+        return PEERS_ALTERNATIVE
+    return None
 
 
 def _path(origin: _Origin | None, rel: _Relation) -> tuple[str, bool]:
@@ -974,7 +979,7 @@ def _path(origin: _Origin | None, rel: _Relation) -> tuple[str, bool]:
 def _eager(origin: _Origin | None, rel: _Relation) -> str:
     path, select = _path(origin, rel)
     method = "select_related" if select else "prefetch_related"
-    return f'.{method}("{path}"){_peers(rel)}'
+    return f'.{method}("{path}")'
 
 
 def _lookup(origin: _Origin | None, name: str) -> str:
@@ -1007,13 +1012,14 @@ def _describe(event: _Event) -> _Cause:
                 f'to_attr="filtered_{rel.name}"))'
             )
         else:
-            suggestion = _eager(origin, rel)
+            return _Cause(rel.owner, rel.name, _eager(origin, rel), parent, _peers(rel))
         return _Cause(rel.owner, rel.name, suggestion, parent)
     if kind == "deferred":
         field = str(event.detail)
-        return _Cause(label, field, _deferred_fix(origin, field, model), parent)
+        peers = PEERS_ALTERNATIVE if HAS_FETCH_MODES else None
+        return _Cause(label, field, _deferred_fix(origin, field, model), parent, peers)
     if kind == "refresh":
-        return _Cause(label, None, f"{name}.objects.in_bulk(ids)  # reload all at once", parent)
+        return _Cause(label, None, f"{name}.objects.in_bulk(ids)", parent)
     if kind == "save":
         adding, fields = event.detail or (False, ())
         if adding:
@@ -1030,11 +1036,12 @@ def _describe(event: _Event) -> _Cause:
         return _Cause(
             label,
             None,
-            f"{name}.objects.filter(pk__in=ids).update({values})"
-            f"  # or {name}.objects.bulk_update(objs, [...]) when values differ per row",
+            f"{name}.objects.filter(pk__in=ids).update({values})",
             parent,
+            f"or {name}.objects.bulk_update(objs, [...]) when the values differ per row",
         )
-    return _Cause(label, None, _lookup_fix(event, name), parent)
+    code, alternative = _lookup_fix(event, name)
+    return _Cause(label, None, code, parent, alternative)
 
 
 def _annotate_aggregates(detail: Any, prefix: str) -> str:
@@ -1048,25 +1055,25 @@ def _annotate_aggregates(detail: Any, prefix: str) -> str:
 def _deferred_fix(origin: _Origin | None, field: str, model: Any) -> str:
     prefix = "__".join(origin.path) + "__" if origin is not None and origin.path else ""
     loading = origin.deferred if origin is not None else None
-    peers = "  # or .fetch_mode(models.FETCH_PEERS) on the queryset" if HAS_FETCH_MODES else ""
     wanted = prefix + field
     if loading is None:
-        return f'add "{wanted}" to .only(...) or remove it from .defer(...){peers}'
+        return f'add "{wanted}" to .only(...) or remove it from .defer(...)'
     names, defer = loading
     if not defer:
         listed = ", ".join(f'"{n}"' for n in sorted({*names, wanted}))
-        return f".only({listed}){peers}"
+        return f".only({listed})"
     rest = sorted(n for n in names if n != wanted)
     if not rest:
-        return f'remove .defer("{wanted}"){peers}'
-    return f".defer({', '.join(repr(n).replace(chr(39), chr(34)) for n in rest)}){peers}"
+        return f'remove .defer("{wanted}")'
+    return f".defer({', '.join(repr(n).replace(chr(39), chr(34)) for n in rest)})"
 
 
 _PK_KEYS = frozenset({"pk", "id", "pk__exact", "id__exact"})
 
 
-def _lookup_fix(event: _Event, name: str) -> str:
-    """A repeated plain lookup (``get``, ``filter``, ``count``...) with no relation."""
+def _lookup_fix(event: _Event, name: str) -> tuple[str, str | None]:
+    """A repeated plain lookup (``get``, ``filter``, ``count``...) with no relation: the
+    code to paste, and another way in words."""
     model = event.model
     detail = event.detail or ()
     targets = [d for d in detail if not isinstance(d, str)]
@@ -1082,38 +1089,41 @@ def _lookup_fix(event: _Event, name: str) -> str:
         if event.kind == "exists":
             return (
                 f"{parent}.objects.annotate(has_{lower}=Exists("
-                f'{name}.objects.filter(<path to {parent}>=OuterRef("pk"))))'
+                f'{name}.objects.filter(<path to {parent}>=OuterRef("pk"))))',
+                None,
             )
-        return f'{parent}.objects.annotate({lower}_count=Count("<path to {name}>"))'
+        return f'{parent}.objects.annotate({lower}_count=Count("<path to {name}>"))', None
     if event.kind in ("count", "exists", "aggregate") and len(direct) == 1:
         fk = direct[0]
         query_name = fk.related_query_name()
         parent = fk.related_model.__name__
         if event.kind == "count":
-            return f'{parent}.objects.annotate({query_name}_count=Count("{query_name}"))'
+            return f'{parent}.objects.annotate({query_name}_count=Count("{query_name}"))', None
         if event.kind == "exists":
             return (
                 f"{parent}.objects.annotate(has_{query_name}=Exists("
-                f'{name}.objects.filter({fk.name}=OuterRef("pk"))))'
+                f'{name}.objects.filter({fk.name}=OuterRef("pk"))))',
+                None,
             )
-        return f"{parent}.objects{_annotate_aggregates(event.detail, query_name)}"
+        return f"{parent}.objects{_annotate_aggregates(event.detail, query_name)}", None
+    before = "one query before the loop, then look each row up in its result"
     if event.kind == "get" and (set(keys) & _PK_KEYS or (pk is not None and pk in targets)):
-        return f"{name}.objects.in_bulk(ids)  # once before the loop, then look up by pk"
+        return f"{name}.objects.in_bulk(ids)", before
     if len(fks) == 1:
         fk = fks[0]
         accessor = fk.remote_field.get_accessor_name()
         return (
-            f"{name}.objects.filter({fk.name}__in=...)  # one query, or "
-            f'.prefetch_related("{accessor}") on the {fk.related_model.__name__} queryset'
+            f"{name}.objects.filter({fk.name}__in=...)",
+            f'or .prefetch_related("{accessor}") on the {fk.related_model.__name__} queryset',
         )
     if pk is not None and pk in targets:
-        return f"{name}.objects.in_bulk(ids)  # once before the loop"
+        return f"{name}.objects.in_bulk(ids)", before
     lookups = [t.name for t in targets if hasattr(t, "name")] or [
         k.split("__", 1)[0] for k in keys
     ]
     if len(lookups) == 1:
-        return f"{name}.objects.filter({lookups[0]}__in=...)  # one query before the loop"
-    return f"{name}.objects.filter(pk__in=...)  # one query before the loop"
+        return f"{name}.objects.filter({lookups[0]}__in=...)", before
+    return f"{name}.objects.filter(pk__in=...)", before
 
 
 # Bounded on purpose: SQL can be long, and this runs once per finding.
@@ -1248,6 +1258,7 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
                 # A cascade's SELECTs belong to the same write as its DELETEs.
                 finding.kind = "write"
             finding.suggestion = cause.suggestion
+            finding.alternative = cause.alternative
             parent = cause.parent_site
         else:
             sql = group.records[0][SQL] if group.records else ""

@@ -111,6 +111,13 @@ class NPlusOne(Finding):
     alias: str = "default"
     parent_callsite: str | None = None
     template: str | None = None
+    #: Where ``suggestion`` goes, as a call site renders: the parent queryset's line, or the
+    #: member of the user's class that configures it (``BookAdmin.list_select_related``).
+    fix_at: str | None = None
+    #: Another fix, or how to apply this one, in words (``or .fetch_mode(models.FETCH_PEERS)
+    #: on the queryset``): kept out of ``suggestion`` so that what is pasted is code only (a
+    #: ``#`` comment pasted into a chained queryset would comment out the rest of the line).
+    alternative: str | None = None
 
     @property
     def relation(self) -> str:
@@ -127,9 +134,16 @@ class NPlusOne(Finding):
         return f"{what} on {self.relation}: {self.count} queries ({self.total_time_ms:.1f} ms)"
 
 
+#: Duplicate kinds: the same statement and parameters again; one place repeating a statement
+#: a fixed number of times (parameters that are constants, not rows loaded earlier); and a
+#: library running it per item or twice (formset validation, the admin's two counts).
+DUPLICATE_KINDS = ("identical", "repeat", "library")
+
+
 @dataclass(slots=True)
 class Duplicate(Finding):
-    """The exact same statement with the same parameters, run more than once."""
+    """A statement run more than once where no loop over rows explains it: run it once and
+    reuse the result, or leave it (a fixed number of queries does not grow with data)."""
 
     category: ClassVar[str] = "duplicate"
 
@@ -141,6 +155,13 @@ class Duplicate(Finding):
     total_time_ms: float = 0.0
     alias: str = "default"
     params: str | None = None
+    kind: str = "identical"
+    #: For ``kind="library"``: whose loop it is (``django.forms``, ``rest_framework``).
+    library: str | None = None
+    #: What to change, when something can: a setting of that library, or "reuse the result".
+    suggestion: str = ""
+    #: The relation the repeated statement reads, when the ORM knows it.
+    field: str | None = None
 
     @property
     def callsite(self) -> str:
@@ -149,6 +170,12 @@ class Duplicate(Finding):
     @property
     def title(self) -> str:
         where = self.model or "unknown table"
+        if self.field and self.model:
+            where = f"{self.model}.{self.field}"
+        if self.kind == "library":
+            return f"Library loop on {where}: {self.count} queries run by {self.library}"
+        if self.kind == "repeat":
+            return f"Repeated query on {where}: {self.count} queries from one place"
         return f"Duplicate query on {where}: {self.count} identical queries"
 
 
@@ -424,6 +451,10 @@ def redact_literals(sql: str) -> str:
     return _LITERAL_RE.sub("'?'", sql)
 
 
+#: What to do about an identical statement run twice, unless the finding knows better.
+DUPLICATE_FIX = "run it once and reuse the result (a variable, or cached_property)."
+
+
 def format_finding(finding: Finding, *, verbose: bool = True, params: bool = True) -> str:
     """Human text for one finding: a title line, then indented details a tired developer
     can act on: where it fired, where to fix it, what to type.
@@ -446,12 +477,16 @@ def format_finding(finding: Finding, *, verbose: bool = True, params: bool = Tru
         lines.append(sql_line(finding.sql))
         if finding.suggestion:
             lines.append(f"  Fix: {finding.suggestion}")
+            if finding.fix_at and finding.fix_at != finding.parent_callsite:
+                lines.append(f"    in {finding.fix_at}")
+        if finding.alternative:
+            lines.append(f"    {finding.alternative}")
     elif isinstance(finding, Duplicate):
         lines.append(f"  at {', '.join(finding.callsites[:3])}")
         lines.append(sql_line(finding.sql))
         if params and finding.params is not None:
             lines.append(f"  params: {finding.params}")
-        lines.append("  Fix: run it once and reuse the result (a variable, or cached_property).")
+        lines.append(f"  Fix: {finding.suggestion or DUPLICATE_FIX}")
     elif isinstance(finding, MissingIndex):
         lines.append(f"  at {finding.callsite}")
         if finding.plan:

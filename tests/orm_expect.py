@@ -7,8 +7,8 @@ import os
 from django_nplusone_guard.orm import HAS_FETCH_MODES
 from django_nplusone_guard.report import NPlusOne, Report
 
-#: What suggestions append on Django 6.1+ where FETCH_PEERS applies.
-PEERS = "  # or .fetch_mode(models.FETCH_PEERS) on the queryset" if HAS_FETCH_MODES else ""
+#: The ``alternative`` a finding offers on Django 6.1+ where FETCH_PEERS applies.
+PEERS = "or .fetch_mode(models.FETCH_PEERS) on the queryset" if HAS_FETCH_MODES else None
 
 
 def line_of(path: str, marker: str) -> int:

@@ -52,7 +52,8 @@ def test_forward_foreign_key(library):
     assert finding.count == 5
     assert finding.callsite == at("fk-access", "test_forward_foreign_key")
     assert finding.parent_callsite == at("fk-parent", "test_forward_foreign_key")
-    assert finding.suggestion == '.select_related("author")' + PEERS
+    assert finding.suggestion == '.select_related("author")'
+    assert finding.alternative == PEERS
     assert finding.template is None
 
 
@@ -81,7 +82,8 @@ def test_forward_one_to_one(library):
     assert finding.relation == "testapp.Profile.author"
     assert finding.callsite == at("o2o-access", "test_forward_one_to_one")
     assert finding.parent_callsite == at("o2o-parent", "test_forward_one_to_one")
-    assert finding.suggestion == '.select_related("author")' + PEERS
+    assert finding.suggestion == '.select_related("author")'
+    assert finding.alternative == PEERS
 
 
 def test_forward_one_to_one_fixed(library):
@@ -104,7 +106,8 @@ def test_reverse_one_to_one(library):
     assert finding.count == 5
     assert finding.callsite == at("ro2o-access", "test_reverse_one_to_one")
     assert finding.parent_callsite == at("ro2o-parent", "test_reverse_one_to_one")
-    assert finding.suggestion == '.select_related("profile")' + PEERS
+    assert finding.suggestion == '.select_related("profile")'
+    assert finding.alternative == PEERS
 
 
 def test_reverse_one_to_one_fixed(library):
@@ -182,8 +185,10 @@ def test_chain_reports_one_finding_per_level(library):
     assert len(report.nplusones) == 2, str(report)
     by_relation = {f.relation: f for f in report.nplusones}
     book, author = by_relation["testapp.Review.book"], by_relation["testapp.Book.author"]
-    assert book.suggestion == '.select_related("book")' + PEERS
-    assert author.suggestion == '.select_related("book__author")' + PEERS
+    assert book.suggestion == '.select_related("book")'
+    assert book.alternative == PEERS
+    assert author.suggestion == '.select_related("book__author")'
+    assert author.alternative == PEERS
     for finding in (book, author):
         assert finding.count == 5
         assert finding.callsite == at("chain-access", "test_chain_reports_one_finding_per_level")
@@ -211,7 +216,8 @@ def test_partial_select_related_names_the_missing_step(library):
     assert finding.parent_callsite == at(
         "partial-parent", "test_partial_select_related_names_the_missing_step"
     )
-    assert finding.suggestion == '.select_related("author__profile")' + PEERS
+    assert finding.suggestion == '.select_related("author__profile")'
+    assert finding.alternative == PEERS
 
 
 def test_partial_select_related_fixed(library):
@@ -231,7 +237,8 @@ def test_relation_below_a_prefetch_is_a_prefetch_path(library):
     assert finding.parent_callsite == at(
         "pp-parent", "test_relation_below_a_prefetch_is_a_prefetch_path"
     )
-    assert finding.suggestion == '.prefetch_related("book_set__publisher")' + PEERS
+    assert finding.suggestion == '.prefetch_related("book_set__publisher")'
+    assert finding.alternative == PEERS
 
 
 def test_relation_below_a_prefetch_fixed(library):
@@ -258,7 +265,8 @@ def test_generic_foreign_key_is_one_finding_across_content_types(library):
     assert finding.parent_callsite == at(
         "gfk-parent", "test_generic_foreign_key_is_one_finding_across_content_types"
     )
-    assert finding.suggestion == '.prefetch_related("content_object")' + PEERS
+    assert finding.suggestion == '.prefetch_related("content_object")'
+    assert finding.alternative == PEERS
 
 
 def test_generic_foreign_key_fixed(library):
@@ -296,7 +304,8 @@ def test_deferred_field(library, narrow, fix):
     assert finding.count == 5
     assert finding.callsite == at("deferred-access", "test_deferred_field")
     assert finding.parent_callsite == at("deferred-parent", "test_deferred_field")
-    assert finding.suggestion == fix + PEERS
+    assert finding.suggestion == fix
+    assert finding.alternative == PEERS
 
 
 def test_deferred_field_below_select_related_uses_the_path(library):

@@ -305,6 +305,8 @@ def _nplusone(**overrides: Any) -> NPlusOne:
         "total_time_ms": 8.5,
         "parent_callsite": "shop/views.py:38 in book_list",
         "template": "shop/book_list.html:7",
+        "fix_at": "shop/views.py:38 in book_list",
+        "alternative": "or .fetch_mode(models.FETCH_PEERS) on the queryset",
     }
     values.update(overrides)
     return NPlusOne(**values)
@@ -339,7 +341,17 @@ def _full_report() -> Report:
                 callsites=["shop/views.py:60 in home", "shop/views.py:61 in home"],
                 total_time_ms=0.4,
                 params="()",
-            )
+            ),
+            Duplicate(
+                model="testapp.Tag",
+                count=5,
+                fingerprint="fp-lib",
+                sql='SELECT * FROM "testapp_tag" WHERE "id" = %s',
+                callsites=["shop/api.py:20 in TagView.post"],
+                kind="library",
+                library="rest_framework",
+                suggestion="PrimaryKeyRelatedField(many=True) looks up each pk",
+            ),
         ],
         query_count=42,
         total_time_ms=31.25,
@@ -348,7 +360,7 @@ def _full_report() -> Report:
 
 def test_every_field_of_every_kind_is_shown(toolbar_on):
     panel = _record(_full_report())
-    assert panel.nav_subtitle == "2 N+1 · 1 index · 1 dup"
+    assert panel.nav_subtitle == "2 N+1 · 1 index · 2 dup"
     assert panel.nav_icon.endswith("warning.svg")
     assert panel.title == "N+1 Guard: 42 queries in 31.2 ms"
     content = panel.content
@@ -359,7 +371,7 @@ def test_every_field_of_every_kind_is_shown(toolbar_on):
         content.index("testapp.Book.author"),
         content.index("testapp.Book.publisher"),
         content.index("Missing indexes (1)"),
-        content.index("Duplicate queries (1)"),
+        content.index("Duplicate queries (2)"),
     ]
     assert order == sorted(order)
 
@@ -370,6 +382,9 @@ def test_every_field_of_every_kind_is_shown(toolbar_on):
         "shop/views.py:40 in book_list",
         "<dt>Queryset evaluated at</dt><dd><code>shop/views.py:38 in book_list</code>",
         "<dt>Template</dt><dd><code>shop/book_list.html:7</code>",
+        # Where the fix goes and the other way out, each apart from the code to paste.
+        '<dt>Fix goes in</dt><dd><code class="djng-fix-at">shop/views.py:38 in book_list</code>',
+        '<dd class="djng-alternative">or .fetch_mode(models.FETCH_PEERS) on the queryset</dd>',
         "<summary>User stack (2 frames)</summary>",
         "<li><code>shop/urls.py:9 in dispatch</code></li>",
         "<strong>SELECT</strong>",
@@ -382,6 +397,10 @@ def test_every_field_of_every_kind_is_shown(toolbar_on):
         # Duplicates: the shared formatter's advice, every call site.
         "run it once and reuse the result",
         "<code>shop/views.py:61 in home</code>",
+        # A library's loop says whose loop it is and what changes it.
+        "Library loop on testapp.Tag: 5 queries run by rest_framework",
+        '<dt>Run by</dt><dd><code class="djng-library">rest_framework</code></dd>',
+        "PrimaryKeyRelatedField(many=True) looks up each pk",
     ):
         assert text in content, text
 
