@@ -35,7 +35,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from . import conf
+from . import conf, owners
 from .report import Report
 
 __all__ = [
@@ -110,6 +110,7 @@ class Scope:
         "aliases",
         "base_frame",
         "count",
+        "entries",
         "ignoring",
         "max_queries",
         "orm",
@@ -145,6 +146,9 @@ class Scope:
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
         # Statement text -> the last full walk made for it (see ``_record``).
         self.walks: dict[Any, Anchor] = {}
+        # id(stack) -> the library function the stack's first entry called (its code and
+        # module), noted by full walks: whether a repeat is the user's loop or a library's.
+        self.entries: dict[int, tuple[CodeType, str]] = {}
         # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
         # The task, in async code; asked only with a loop running (without one,
@@ -191,6 +195,7 @@ class Scope:
     def close(self) -> None:
         self._batch_frames.clear()
         self.walks.clear()
+        self.entries.clear()
         self.base_frame = None
         self.orm = None
 
@@ -208,6 +213,7 @@ _CONNECT = 4
 _HOP = 5
 _ASYNC_TO_SYNC = 6
 _RENDER = 7
+_OWNER = 8  # a library frame whose locals name the user's class (see :mod:`.owners`)
 # Keyed by ``id(code)``: hashing a code object hashes its bytecode and constants, which made
 # a code-keyed lookup the most expensive step of a query. ``_frame_codes`` keeps every code
 # in ``_frame_kinds`` alive, so no id is reused while it is a key; both change under the lock.
@@ -232,6 +238,12 @@ _hop_codes: set[CodeType] = set()
 _async_to_sync_codes: set[CodeType] = set()
 # Django's ``Node.render_annotated``: its ``self`` is the template node an ORM call came from.
 _render_codes: set[CodeType] = set()
+# What a middleware calls to pass the request on (Django's ``convert_exception_to_response``
+# wrapper around the next handler): a user frame that called it is a middleware the query
+# merely passed through, never its call site.
+_pass_codes: set[CodeType] = set()
+# id(code) of each owner frame -> how to read the user's object from it (:mod:`.owners`).
+_owner_readers: dict[int, Any] = {}
 _ignored_modules: tuple[str, ...] = ()
 _ignored_paths: tuple[str, ...] = ()
 
@@ -250,7 +262,9 @@ def _clear_frame_kinds() -> None:
     with _frame_lock:
         _frame_kinds.clear()  # keys first: a key must never outlive its code
         _user_lines.clear()
+        _owner_readers.clear()
         _frame_codes.clear()
+    owners.forget()
 
 
 def _reset_frame_cache() -> None:
@@ -280,23 +294,35 @@ def _classify(frame: FrameType) -> int:
         kind = _RENDER
     else:
         module = frame.f_globals.get("__name__") or ""
-        filename = code.co_filename
-        if (
-            any(module == m or module.startswith(m + ".") for m in _ignored_modules)
-            or filename.startswith(_ignored_paths)
-            or filename.startswith("<frozen")
-        ):
-            kind = _LIBRARY
-        else:
+        reader = None
+        if _is_user_module(module, code.co_filename):
             kind = _USER
+        else:
+            reader = owners.OWNER_FRAMES.get((module, code.co_qualname))
+            kind = _LIBRARY if reader is None else _OWNER
     if len(_frame_kinds) >= MAX_FRAME_KINDS:
         _clear_frame_kinds()
     with _frame_lock:
         _frame_codes.append(code)  # the code first: a key must never outlive its code
         if kind == _USER:
             _user_lines[id(code)] = {}
+        elif kind == _OWNER:
+            _owner_readers[id(code)] = reader
         _frame_kinds[id(code)] = kind
     return kind
+
+
+def _is_user_module(module: str, filename: str) -> bool:
+    """Whether code of ``module`` in ``filename`` is the user's: not under an ignored
+    module (``STACK_IGNORE`` and the guard's own list), not under a library path."""
+    return not (
+        any(module == m or module.startswith(m + ".") for m in _ignored_modules)
+        or filename.startswith(_ignored_paths)
+        or filename.startswith("<frozen")
+    )
+
+
+owners.is_user_module = _is_user_module
 
 
 class Anchor(NamedTuple):
@@ -325,7 +351,7 @@ def _walk(
     base: FrameType | None,
     async_scope: bool = False,
     hook: FrameType | None = None,
-) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None]:
+) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None, FrameType | None]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
     run while a connection is being set up. For a scope opened in async code
@@ -336,6 +362,13 @@ def _walk(
     item is how much of the stack had been collected when the walk passed it (0: no user
     code between that call and the statement; -1: not passed), and the fifth the template
     node being rendered where the call was made, so the ORM layer needs no walk of its own.
+    The last item is the frame the stack's first entry called (the library function a user
+    line entered), if any.
+
+    A user frame that called the next handler of the middleware chain is a middleware the
+    statement passed through: it is skipped. A library frame that holds the user's object
+    (:mod:`.owners`: the view of ``View.dispatch``, the ``ModelAdmin`` behind the changelist)
+    adds that object's class as a stack entry, so library-driven code has a call site too.
 
     This loop runs for every frame of every query (often 20-60 frames), so it is written for
     speed: one dict lookup by ``id`` per frame, and library frames fall through two tests.
@@ -348,8 +381,10 @@ def _walk(
     first: FrameType | None = None
     first_depth = hook_depth = render_depth = -1
     reusable = True  # False once the walk saw what only a full walk gets right
+    below: FrameType | None = None  # the frame the current one called
+    entered: FrameType | None = None
     if frame is None:
-        return (), None, False, -1, None, None
+        return (), None, False, -1, None, None, None
     kind_of = _frame_kinds.get
     for depth in range(MAX_WALK):
         code = frame.f_code
@@ -360,8 +395,12 @@ def _walk(
             if frame is hook:
                 hook_at = len(stack)
                 hook_depth = depth
+        elif kind == _USER and below is not None and below.f_code in _pass_codes:
+            pass  # a middleware passing the request on to the next handler
         else:
             if kind == _USER:
+                if not stack:
+                    entered = below
                 if first is None:
                     first, first_depth = frame, depth
                 lines = _user_lines.get(id(code))
@@ -375,6 +414,14 @@ def _walk(
                 stack.append(line)
                 if len(stack) >= 2 * MAX_USER_FRAMES:
                     break
+            elif kind == _OWNER:
+                found = owners.entry(frame, _owner_readers.get(id(code)) or _no_owner)
+                if found:
+                    if not stack:
+                        entered = below
+                    stack.extend(found)
+                    if len(stack) >= 2 * MAX_USER_FRAMES:
+                        break
             elif kind == _RENDER:
                 if node is None and hook_at == len(stack):
                     node = frame.f_locals.get("self")
@@ -383,7 +430,7 @@ def _walk(
                 batch = frame
                 reusable = False
             elif kind == _CONNECT:
-                return None, None, False, -1, None, None
+                return None, None, False, -1, None, None, None
             elif kind == _HOP:
                 reusable = False
                 if async_scope:
@@ -400,6 +447,7 @@ def _walk(
                     break
         if frame is base:
             break
+        below = frame
         frame = frame.f_back
         if frame is None:
             break
@@ -409,7 +457,12 @@ def _walk(
         lasti = first.f_lasti
         fields = (first_depth, first, lasti, result, hook_depth, hook_at, render_depth, [0])
         anchor = _new_anchor(Anchor, fields)
-    return result, batch, hopped and async_scope, hook_at, node, anchor
+    return result, batch, hopped and async_scope, hook_at, node, anchor, entered
+
+
+def _no_owner(frame: FrameType) -> None:
+    """Reader of an owner frame whose reader was dropped with the caches meanwhile."""
+    return None
 
 
 def _render_node(render_depth: int) -> Any:
@@ -506,11 +559,13 @@ def _walk_coro(coro: Any) -> tuple[Any, ...]:
         if frames is None:
             return ()
     stack: list[Any] = []
+    below: FrameType | None = None
     for frame in reversed(frames):
-        if is_user_frame(frame):
+        if is_user_frame(frame) and (below is None or below.f_code not in _pass_codes):
             stack.extend((frame.f_code, frame.f_lineno))
             if len(stack) >= 2 * MAX_USER_FRAMES:
                 break
+        below = frame
     return tuple(stack)
 
 
@@ -584,12 +639,17 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
             reads[0] += 1
             node = _render_node(render_depth)
     else:
-        walked, batch, hopped, hook_at, node, anchor = _walk(
+        walked, batch, hopped, hook_at, node, anchor, entered = _walk(
             sys._getframe(2), scope.base_frame, task is not None, hook
         )
         if walked is None:
             return
         stack = walked
+        if entered is not None and stack:
+            scope.entries[id(stack)] = (
+                entered.f_code,
+                entered.f_globals.get("__name__") or "",
+            )
         if anchor is not None and reuse and len(scope.walks) < MAX_WALKS_PER_SCOPE:
             scope.walks[sql] = anchor
     if task is not None and (hopped or not stack):
@@ -625,6 +685,15 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
 
 # --------------------------------------------------------------------------- installation
 
+
+def _next_handler(request: Any) -> Any:
+    """Stands for a middleware's ``get_response``, to learn the code Django wraps it in."""
+
+
+async def _next_async_handler(request: Any) -> Any:
+    """The same for async middleware chains."""
+
+
 _install_lock = threading.Lock()
 _installed = False
 # Threads whose existing connections are hooked; later ones are hooked on connect.
@@ -653,12 +722,17 @@ def install() -> None:
     with _install_lock:
         if not _installed:
             from asgiref.sync import AsyncToSync, SyncToAsync
+            from django.core.handlers.exception import convert_exception_to_response
             from django.db.models import deletion, query
             from django.template.base import Node
 
             _hop_codes.add(SyncToAsync.thread_handler.__code__)
             _async_to_sync_codes.add(AsyncToSync.__call__.__code__)
             _render_codes.add(Node.render_annotated.__code__)
+            _pass_codes.update(
+                convert_exception_to_response(handler).__code__
+                for handler in (_next_handler, _next_async_handler)
+            )
 
             _batch_codes.update(
                 {

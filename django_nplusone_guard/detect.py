@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from . import conf, orm
+from . import conf, loops, orm
 from .capture import (
     ALIAS,
     CALL,
@@ -257,17 +257,23 @@ def _analyse_in_full(
     # The statements without their events (a report keeps no model instance alive).
     report.defer_queries(list(map(_query_of, records)), runs)
 
-    nplusone_groups = [
-        g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb
-    ]
-    # A statement belongs to exactly one group: skipping the N+1 groups skips their records.
-    nplusone_ids = {id(g) for g in nplusone_groups}
+    repeated = [g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb]
+    verdicts = _classify(scope, repeated, report)
+    nplusone_groups = [g for g, v in zip(repeated, verdicts, strict=True) if v.kind == "loop"]
+    # A statement belongs to exactly one group: skipping a group skips its records, so the
+    # statements of an N+1 or of a repeat are never reported again as identical duplicates.
+    handled = {id(g) for g, v in zip(repeated, verdicts, strict=True) if v.kind != "none"}
     nplusones = [_nplusone(g, stacks) for g in nplusone_groups]
     nplusones = _attribute(scope, nplusone_groups, nplusones, config, report)
 
     duplicates: list[Duplicate] = []
     if config.REPORT_DUPLICATES:
-        duplicates = _duplicates(groups.values(), nplusone_ids, stacks)
+        duplicates = [
+            _repeat(g, v, stacks)
+            for g, v in zip(repeated, verdicts, strict=True)
+            if v.kind in ("repeat", "library")
+        ]
+        duplicates.extend(_duplicates(groups.values(), handled, stacks))
 
     report.nplusones = sorted(
         (f for f in nplusones if not is_allowed(f, options.allow)),
@@ -320,6 +326,58 @@ class _Stacks:
         """The rendering of a stack :meth:`get` has seen; ``[]`` for any other."""
         found = self._by_id.get(id(stack))
         return [] if found is None else found[1]
+
+
+def _classify(scope: Scope, groups: list[Group], report: Report) -> list[loops.Verdict]:
+    """Loop, repeat or library loop, per group (:mod:`.loops`). A failure there keeps
+    today's answer for every group: each is a loop."""
+    try:
+        provenance = loops.Provenance(scope)
+        return [loops.classify(scope, group, provenance) for group in groups]
+    except Exception as exc:
+        log_internal_error("telling loops from repeats")
+        report.errors.append(f"telling loops from repeats failed: {exc!r}")
+        return [loops.LOOP] * len(groups)
+
+
+def _repeat(group: Group, verdict: loops.Verdict, stacks: _Stacks) -> Duplicate:
+    """One finding for a group that repeats without a loop over rows."""
+    frames = stacks.frames(group.stack) or render_stack(group.stack)
+    keys = {_params_key(record[PARAMS]) for record in group.records}
+    identical = len(keys) == 1 and not group.extra_count
+    table = group.fp.tables[0] if group.fp.tables else None
+    model, field = verdict.relation or (model_for_table(table) or table, None)
+    kind = "library" if verdict.kind == "library" else ("identical" if identical else "repeat")
+    suggestion = verdict.suggestion
+    if kind == "repeat" and not suggestion:
+        suggestion = REPEAT_FIX if field is None else REPEAT_ROW_FIX
+    return Duplicate(
+        model=model,
+        count=group.count,
+        fingerprint=group.fp.key,
+        sql=group.sample_sql,
+        callsites=[frames[0] if frames else "unknown"],
+        total_time_ms=round(group.total_time_ms, 3),
+        alias=group.alias,
+        params=_short(next(iter(keys))) if identical else None,
+        kind=kind,
+        library=verdict.library,
+        suggestion=suggestion,
+        field=field,
+    )
+
+
+#: Advice for one place that runs a statement a fixed number of times with other values.
+REPEAT_FIX = (
+    "a fixed number of queries from one place, not a loop over rows: leave it, or fetch "
+    "the values at once (filter(field__in=[...])) when the list can grow"
+)
+#: Advice for the same row asked the same thing again (a method or template value called
+#: twice, one object saved twice).
+REPEAT_ROW_FIX = (
+    "the same row again: keep the first result (a variable, cached_property, or {% with %} "
+    "in a template) instead of asking twice"
+)
 
 
 def _attribute(

@@ -620,6 +620,39 @@ def _complete(event: _Event) -> None:
         event.detail = _describe_aggregates(kwargs)
 
 
+def subject(event: _Event) -> tuple[Any, Any] | None:
+    """``(row, question)`` for a call about one instance: which row (its model and pk, or
+    the object itself before it has one) and what was asked of it (the relation read, the
+    write made). ``None`` for calls about no instance (``get(pk=...)``, ``filter(...)``).
+    :mod:`.loops` tells a loop from a repeat with it: one question asked of several rows
+    is a loop; of one row again, a repeat."""
+    try:
+        _complete(event)
+    except Exception:
+        log_internal_error("ORM attribution (subject)")
+        return None
+    owner = event.owner
+    if not isinstance(owner, models.Model):
+        return None
+    pk = owner.pk
+    row = (owner._meta.concrete_model, pk) if pk is not None else id(owner)
+    detail = event.detail if event.kind == "deferred" else None
+    return row, (event.kind, event.relation, detail)
+
+
+def origins_of(scope: Scope) -> _Origins:
+    """Which evaluation loaded each instance of ``scope`` (see :class:`_Origins`)."""
+    events = dict.fromkeys(map(_event_of, scope.records))
+    events.pop(None, None)
+    return _Origins(events)
+
+
+def loaded_by(origins: _Origins, instance: Any) -> object | None:
+    """The evaluation (or nested row's origin) that loaded ``instance``, if it was loaded
+    in the scope."""
+    return origins.source(instance)
+
+
 def _through_relation(through: Any, targets: tuple[Any, ...]) -> _Relation | None:
     """A many-to-many manager's ``count()``/``exists()`` queries the through table
     directly; name the many-to-many relation from the side the filter starts at."""

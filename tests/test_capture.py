@@ -160,7 +160,9 @@ def test_max_queries_stops_storing_but_keeps_counting():
     assert report.query_count == 20
     assert len(report.queries) == 5
     assert report.truncated is True
-    [finding] = report.nplusones
+    # The same statement with the same parameters each time: repeated, not a loop over rows.
+    assert report.nplusones == []
+    [finding] = report.duplicates
     assert finding.count == 20
 
 

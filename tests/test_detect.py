@@ -111,8 +111,13 @@ def test_runs_of_one_statement_are_grouped_whatever_comes_between(authors):
     assert found == {
         "_count_books": len(authors),  # ten calls, five of them ignored
         "_count_books_too": 4 * len(authors),
-        "test_runs_of_one_statement_are_grouped_whatever_comes_between": 2 * len(authors),
     }
+    # The same statement with no parameters, ten times: a repeat, not a loop over rows.
+    [repeat] = report.duplicates
+    assert repeat.callsite.endswith(
+        "in test_runs_of_one_statement_are_grouped_whatever_comes_between"
+    )
+    assert (repeat.kind, repeat.count) == ("identical", 2 * len(authors))
     assert report.query_count == 4 * 2 * len(authors)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 
 import pytest
@@ -102,7 +103,7 @@ class AuthorNameSerializer(serializers.ModelSerializer):
 
 
 class BookWithAuthorSerializer(serializers.ModelSerializer):
-    author = AuthorNameSerializer()
+    author = AuthorNameSerializer()  # drf-fk-field
 
     class Meta:
         model = Book
@@ -117,7 +118,11 @@ def test_drf_nested_many_serializer(books):
     finding = only_nplusone(report)
     assert finding.relation == "testapp.Author.book_set"
     assert finding.count == 5
-    assert finding.callsite == at("drf-many", "test_drf_nested_many_serializer")
+    # The line that reads the relation is the serializer's field; the test's line that
+    # asked for the data comes next, and is where the queryset was evaluated.
+    views = os.path.join(os.path.dirname(__file__), "testapp", "views.py")
+    assert finding.callsite == site(views, "drf-many-field", "AuthorWithBooksSerializer.books")
+    assert finding.stack[1] == at("drf-many", "test_drf_nested_many_serializer")
     assert finding.parent_callsite == at("drf-many", "test_drf_nested_many_serializer")
     assert finding.suggestion == '.prefetch_related("book_set")'
 
@@ -129,7 +134,8 @@ def test_drf_nested_foreign_key_serializer(books):
     assert len(payload) == 5
     finding = only_nplusone(report)
     assert finding.relation == "testapp.Book.author"
-    assert finding.callsite == at("drf-fk", "test_drf_nested_foreign_key_serializer")
+    assert finding.callsite == at("drf-fk-field", "BookWithAuthorSerializer.author")
+    assert finding.stack[1] == at("drf-fk", "test_drf_nested_foreign_key_serializer")
     assert finding.suggestion == '.select_related("author")'
     assert finding.alternative == PEERS
 

@@ -134,7 +134,7 @@ class BookTitleSerializer(serializers.ModelSerializer):
 class AuthorWithBooksSerializer(serializers.ModelSerializer):
     """Nested ``many=True``: one query per author unless the queryset prefetches."""
 
-    books = BookTitleSerializer(many=True, source="book_set")
+    books = BookTitleSerializer(many=True, source="book_set")  # drf-many-field
 
     class Meta:
         model = Author

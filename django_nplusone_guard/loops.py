@@ -1,0 +1,323 @@
+"""Loop or repeat: which repeated statements are an N+1.
+
+A statement shape that runs again and again from one call site is an N+1 only when a loop
+over rows drives it: the count grows with the data. Everything else that repeats is not, and
+calling it "N+1" in CI is what gets a tool switched off:
+
+* **the same thing again**: one object saved twice, the same ``{{ user.thing_set.count }}``
+  read twice in a template, a method called twice. Parameter equality alone cannot say
+  this: a loop over five books of one author reads ``book.author`` five times with equal
+  parameters, and it is an N+1. What separates them is *provenance*: in a loop, the calls
+  are about different rows (instances) that came from one evaluation; in a repeat, about
+  the same row again.
+* **a fixed number of calls**: two calls that differ by a constant (a header and a footer).
+* **a library's own loop**: one call from user code (``formset.is_valid()``, a DRF
+  ``PrimaryKeyRelatedField(many=True)``) that looks items up one by one inside the library.
+
+:func:`classify` decides per group of statements, after the scope, from what was recorded:
+the ORM events (which instance each call was about), the parameters, the rows loaded earlier
+in the scope, and which library function the user's line entered (``Scope.entries``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+from . import conf, orm, owners
+from .capture import EVENT, PARAMS, SQL
+
+if TYPE_CHECKING:
+    from .capture import Scope
+    from .detect import Group
+
+__all__ = ["LOOP", "Provenance", "Verdict", "classify", "library_of"]
+
+#: Calls of a group looked at to tell a loop from a repeat: a loop shows two rows early, a
+#: repeat of a handful of calls is read whole.
+MAX_CLASSIFIED_CALLS = 32
+#: Rows of earlier evaluations whose values are remembered for provenance.
+MAX_PROVENANCE_ROWS = 5_000
+#: Distinct parameter sets that make a loop even when their values cannot be traced to rows
+#: loaded in the scope (ids from a list built before it, raw SQL over ``range(n)``).
+MIN_UNTRACED_LOOP = 3
+
+#: Modules whose functions a user calls once per query: a repeated statement entered there
+#: is the user's loop. Any other library function that a user line entered and that ran the
+#: statement many times is that library's loop.
+_PER_CALL_MODULES = (
+    "django.db.models",
+    "django.shortcuts",
+    "django.contrib.contenttypes.fields",
+    "django.db.backends",
+    "asgiref",
+    "django_nplusone_guard",  # its ORM hooks wrap the calls above
+)
+
+#: What to say about a library's loop or double call: (module prefix, advice).
+_LIBRARY_ADVICE = (
+    (
+        "django.contrib.admin",
+        "the admin runs it; see list_select_related, get_queryset() and "
+        "show_full_result_count on the ModelAdmin",
+    ),
+    (
+        "django.forms",
+        "Django validates each form on its own (a formset looks up each posted form's row): "
+        "one query per form posted, not per row in the table",
+    ),
+    (
+        "rest_framework",
+        "DRF runs it once per item it validates (PrimaryKeyRelatedField(many=True) looks up "
+        "each posted pk); override to_internal_value on a ManyRelatedField to fetch them with "
+        "one filter(pk__in=...)",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a group of repeated statements is."""
+
+    kind: str  # "loop", "repeat" (same rows again, or constants), "library", or "none"
+    library: str | None = None
+    suggestion: str = ""
+    #: The relation read again, for a repeat about one row: (``app.Model``, field name).
+    relation: tuple[str, str] | None = None
+
+
+LOOP = Verdict("loop")
+_NONE = Verdict("none")
+_REPEAT = Verdict("repeat")
+
+
+class Provenance:
+    """Values of the rows loaded in the scope, by the position of the first statement after
+    their evaluation: ``values_before(i)`` is what a statement at index ``i`` could have
+    taken its parameters from. Built on first use, only for groups that need it."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._loads: list[tuple[int, Any]] | None = None
+        self._cache: dict[int, frozenset[Any]] = {}
+        self._origins: Any = None
+
+    def loaded_by(self, instance: Any) -> object | None:
+        """The evaluation that loaded ``instance`` in the scope, if one did."""
+        if self._origins is None:
+            self._origins = orm.origins_of(self._scope)
+        return orm.loaded_by(self._origins, instance)
+
+    def values_before(self, index: int) -> frozenset[Any]:
+        if self._loads is None:
+            self._loads = self._collect()
+        found = self._cache.get(index)
+        if found is None:
+            values: set[Any] = set()
+            budget = MAX_PROVENANCE_ROWS
+            for start, rows in self._loads:
+                if start >= index or budget <= 0:
+                    break
+                for row in rows:
+                    budget -= 1
+                    if budget < 0:
+                        break
+                    values.update(_row_values(row))
+            found = self._cache[index] = frozenset(values)
+        return found
+
+    def _collect(self) -> list[tuple[int, Any]]:
+        loads: list[tuple[int, Any]] = []
+        seen: set[int] = set()
+        for index, record in enumerate(self._scope.records):
+            event = record[EVENT]
+            if event is None or id(event) in seen:
+                continue
+            seen.add(id(event))
+            result = event.result
+            if event.kind == "fetch" and result:
+                loads.append((index, result))
+            elif isinstance(result, models.Model):
+                loads.append((index, (result,)))
+        return loads
+
+
+def _row_values(row: Any) -> Iterable[Any]:
+    """The scalar values of a loaded row: a model instance's fields (its pk, its foreign
+    keys' ids), a ``values()`` dict or a ``values_list()`` tuple."""
+    if isinstance(row, models.Model):
+        items: Iterable[Any] = row.__dict__.values()
+    elif isinstance(row, dict):
+        items = row.values()
+    elif isinstance(row, tuple | list):
+        items = row
+    else:
+        items = (row,)
+    return [v for v in items if isinstance(v, int | str) and not isinstance(v, bool)]
+
+
+_event_of = operator.itemgetter(EVENT)
+
+
+def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
+    """Whether ``group`` (one statement shape from one call stack, run by several calls) is
+    a loop over rows, a repeat, or a library's loop. Never raises for odd events: the ORM
+    layer's own failures make it fall back to the parameters."""
+    events = []
+    seen: set[int] = set()
+    for record in group.records:
+        event = record[EVENT]
+        if event is not None and id(event) not in seen:
+            seen.add(id(event))
+            events.append(event)
+            if len(events) >= MAX_CLASSIFIED_CALLS:
+                break
+    subjects = [(orm.subject(event), event.owner) for event in events]
+    about_rows = [(found, owner) for found, owner in subjects if found is not None]
+    if about_rows and len(about_rows) * 2 >= len(subjects):
+        return _by_rows(about_rows, provenance)
+    library = library_of(scope, group.stack)
+    if library is not None:
+        return Verdict("library", library, _advice(library, group))
+    return _by_parameters(group, provenance)
+
+
+def _by_rows(subjects: list[tuple[tuple[Any, Any], Any]], provenance: Provenance) -> Verdict:
+    """Calls about instances: a loop when one relation (or one write) was asked of
+    different rows that came from one evaluation (or from outside the scope, where that
+    cannot be told), or of more rows than a handful of constants make; the same row asked
+    again is a repeat; single reads of different relations that happen to share SQL are
+    nothing at all."""
+    rows_by_question: dict[Any, dict[Any, Any]] = {}
+    for (row, question), instance in subjects:
+        rows_by_question.setdefault(question, {}).setdefault(row, instance)
+    most = max(len(rows) for rows in rows_by_question.values())
+    if most >= MIN_UNTRACED_LOOP:
+        return LOOP
+    if most == 2:
+        for rows in rows_by_question.values():
+            if len(rows) == 2:
+                first, second = (provenance.loaded_by(i) for i in rows.values())
+                if first is None or second is None or first is second:
+                    return LOOP
+        return _REPEAT  # two rows, each loaded on its own: a fixed pair, not a loop
+    if len(rows_by_question) == 1:
+        relation = next(iter(rows_by_question))[1]
+        if relation is None:
+            return _REPEAT
+        return Verdict("repeat", relation=(relation.owner, relation.name))
+    return _NONE
+
+
+def _by_parameters(group: Group, provenance: Provenance) -> Verdict:
+    """Calls about no instance (``get(pk=...)``, ``filter(...)``, raw SQL): equal parameters
+    are a repeat; varying ones are a loop when they are values of rows loaded earlier in the
+    scope, or when there are too many of them to be a handful of constants."""
+    records = group.records[:MAX_CLASSIFIED_CALLS]
+    params = [_flat(record[PARAMS]) for record in records]
+    # Values written into the SQL text (``SELECT 1``, ``SELECT 2``) vary as much as bound
+    # parameters do, and cannot be traced to rows.
+    distinct = {(str(r[SQL]), p) for r, p in zip(records, params, strict=True) if p is not None}
+    if len(distinct) <= 1 and None not in params:
+        return _REPEAT
+    varying = _varying_values(params)
+    if varying:
+        loaded = provenance.values_before(group.first_index)
+        traced = sum(1 for values in varying if any(v in loaded for v in values))
+        if traced * 2 >= len(varying):
+            return LOOP
+    if len(distinct) >= MIN_UNTRACED_LOOP or None in params:
+        return LOOP
+    return _REPEAT
+
+
+def _flat(params: Any) -> tuple[Any, ...] | None:
+    """Parameters as a hashable tuple, or ``None`` when they cannot be compared."""
+    try:
+        if isinstance(params, dict):
+            return tuple(sorted(params.items()))
+        if params is None:
+            return ()
+        flat = tuple(params)
+        hash(flat)
+        return flat
+    except Exception:
+        return None
+
+
+def _varying_values(params: list[tuple[Any, ...] | None]) -> list[tuple[Any, ...]]:
+    """Per statement, the parameter values at the positions where the statements differ."""
+    rows = [p for p in params if p is not None]
+    if len(rows) < 2 or len({len(p) for p in rows}) != 1:
+        return []
+    positions = [i for i in range(len(rows[0])) if len({_hashable(p[i]) for p in rows}) > 1]
+    return [tuple(p[i] for i in positions) for p in rows] if positions else []
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def library_of(scope: Scope, stack: tuple[Any, ...]) -> str | None:
+    """The library that ran a statement on its own, or ``None`` when the user's code called
+    the ORM for it. A library ran it when the stack's first entry is a stand-in for the
+    user's class (no line of theirs ran in between: the admin's changelist, a DRF generic
+    view), when the stack is empty, or when the user's line entered a library function
+    that is not an ORM call (``formset.is_valid()``)."""
+    if not stack:
+        return "a library (no line of your code ran it)"
+    owner = owners.owner_of(stack[0])
+    if owner is not None:
+        return _package(_library_base(owner.cls))
+    entered = scope.entries.get(id(stack))
+    if entered is None:
+        return None
+    module = entered[1]
+    # Helpers of the user's own that STACK_IGNORE hides from call sites are theirs still.
+    per_call = _PER_CALL_MODULES + conf.get_config().STACK_IGNORE
+    if any(module == m or module.startswith(m + ".") for m in per_call):
+        return None
+    return _package(module)
+
+
+def _library_base(cls: type) -> str:
+    """The module of the first class in ``cls``'s MRO that is not the user's."""
+    for base in cls.__mro__:
+        if not owners.user_class(base):
+            return base.__module__
+    return cls.__module__
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    if parts[:2] == ["django", "contrib"]:
+        return ".".join(parts[:3])
+    if parts[0] == "django":
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def _advice(library: str, group: Group) -> str:
+    owner = owners.owner_of(group.stack[0]) if group.stack else None
+    if (
+        owner is not None
+        and owner.role == "admin"
+        and group.fp.is_read
+        and "COUNT(" in group.sample_sql.upper()
+    ):
+        return (
+            f"show_full_result_count = False on {owner.cls.__name__}: the changelist counts "
+            "the rows its filters match and all rows, the same query when nothing is filtered"
+        )
+    for prefix, advice in _LIBRARY_ADVICE:
+        if library == prefix or library.startswith(prefix + "."):
+            return advice
+    return f"{library} runs it once per item: look for a batching option there, or leave it"
