@@ -50,9 +50,11 @@ def _database(name: str) -> dict[str, object]:
 DATABASES = {"default": _database("nplusone_guard"), "other": _database("nplusone_guard_other")}
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
     "debug_toolbar",
     "django_nplusone_guard",
@@ -63,6 +65,7 @@ MIDDLEWARE = [
     "django_nplusone_guard.middleware.NPlusOneGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "tests.urls"
@@ -80,7 +83,12 @@ TEMPLATES = [
         "APP_DIRS": True,
         "OPTIONS": {
             "debug": True,
-            "context_processors": ["django.template.context_processors.request"],
+            # The last two are what the admin's system checks ask for (tests.testapp.admin).
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
         },
     }
 ]

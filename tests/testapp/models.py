@@ -58,6 +58,11 @@ class Book(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def author_name(self) -> str:
+        """A relation read hidden behind a property, as models often do."""
+        return self.author.name  # book-author-name
+
 
 class Review(models.Model):
     book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="reviews")

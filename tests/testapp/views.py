@@ -142,7 +142,7 @@ class AuthorWithBooksSerializer(serializers.ModelSerializer):
 
 
 class OrmAuthorList(generics.ListAPIView):
-    queryset = Author.objects.order_by("id")
+    queryset = Author.objects.order_by("id")  # orm-author-list-queryset
     serializer_class = AuthorWithBooksSerializer
 
 

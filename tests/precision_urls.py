@@ -1,0 +1,20 @@
+"""URLconf for the precision tests: admin changelists, DRF and Django generic views,
+formsets. Kept out of ``tests.urls`` so the audit's ``--all`` tests do not request them."""
+
+from django.urls import path
+
+from tests.testapp import library_views, views
+from tests.testapp.admin import SITES
+
+urlpatterns = [
+    *[path(f"admin/{prefix}/", site.urls) for prefix, site in SITES.items()],
+    path("api/books/", library_views.BookApiList.as_view()),
+    path("api/books/fixed/", library_views.BookApiListFixed.as_view()),
+    path("api/book-tags/", library_views.BookTagsCheck.as_view()),
+    path("api/authors/", views.orm_author_api),
+    path("api/authors/fixed/", views.orm_author_api_fixed),
+    path("books/", library_views.BookListView.as_view()),
+    path("books/fixed/", library_views.BookListViewFixed.as_view()),
+    path("books/<int:pk>/featured/", library_views.FeaturedBookView.as_view()),
+    path("books/titles/", library_views.book_titles_check),
+]

@@ -1,0 +1,394 @@
+"""Precision: an N+1 is a loop over rows, and library-driven code points at the user's class.
+
+A statement repeated for another reason (the same call made twice, one object saved twice,
+a library validating each posted value) is not an N+1: a false "N+1" in CI costs more trust
+than a missed one. When the loop runs inside library machinery (the admin's changelist, a
+DRF generic view, a Django generic view), the finding names the class member the user
+edits: ``BookAdmin.list_display``, ``BookApiList.queryset``. Every N+1 here has a fixed
+twin that must be clean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.db.models.signals import m2m_changed
+from django.test import Client
+
+from django_nplusone_guard import capture
+from django_nplusone_guard.middleware import REQUEST_ATTR
+from django_nplusone_guard.report import Duplicate, NPlusOne, Report
+from tests.factories import AuthorFactory, BookFactory, TagFactory
+from tests.orm_expect import only_nplusone, site
+from tests.testapp import admin as test_admin
+from tests.testapp import library_views, models, views
+from tests.testapp.models import Author, Book
+
+if TYPE_CHECKING:
+    # What django-stubs calls the test client's response (``.json()``, ``.wsgi_request``).
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.precision_urls")]
+
+TEMPLATES = Path(__file__).parent / "testapp" / "templates"
+
+
+def at(marker: str, function: str) -> str:
+    return site(__file__, marker, function)
+
+
+def gained(finding: NPlusOne | Duplicate, name: str) -> Any:
+    """A field the detector is gaining (``NPlusOne.fix_at``, ``NPlusOne.alternative``,
+    ``Duplicate.kind``), read by name so this module type-checks before and after it
+    lands; ``None`` while it is missing."""
+    return getattr(finding, name, None)
+
+
+def report_of(response: TestResponse) -> Report:
+    assert response.status_code == 200, response.content[:500]
+    report: Report = getattr(response.wsgi_request, REQUEST_ATTR)
+    return report
+
+
+def template_line(name: str, text: str) -> str:
+    """``name:line`` of the first line of a test template containing ``text``."""
+    lines = (TEMPLATES / name).read_text().splitlines()
+    return f"{name}:{next(n for n, line in enumerate(lines, 1) if text in line)}"
+
+
+def assert_clean(report: Report) -> None:
+    assert report.nplusones == [], str(report)
+    assert report.duplicates == [], str(report)
+
+
+def assert_precise_suggestion(finding: NPlusOne, code: str) -> None:
+    """The suggestion is the code to type and nothing else; Django 6.1's FETCH_PEERS
+    alternative lives in its own field."""
+    assert finding.suggestion == code, str(finding)
+    assert "  #" not in finding.suggestion
+
+
+@pytest.fixture
+def one_author_books(db):
+    """Five books by one author."""
+    author = AuthorFactory()
+    return [BookFactory(author=author) for _ in range(5)]
+
+
+@pytest.fixture
+def authors(db):
+    return AuthorFactory.create_batch(5)
+
+
+@pytest.fixture
+def tags(db):
+    return TagFactory.create_batch(5)
+
+
+# --------------------------------------------------------------------------- loops vs repeats
+
+
+def test_loop_over_rows_sharing_one_author_is_an_nplusone(one_author_books):
+    """A list of one author's books reads ``book.author`` per row: every query has the
+    same parameters, but it is still one query per row, fixed by ``select_related``."""
+    with capture() as report:
+        for book in Book.objects.order_by("id"):
+            _ = book.author.name
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == 5
+
+
+def test_loop_over_rows_sharing_one_author_fixed(one_author_books):
+    """The same list with the author joined."""
+    with capture() as report:
+        for book in Book.objects.select_related("author").order_by("id"):
+            _ = book.author.name
+    assert_clean(report)
+
+
+def _matching_authors() -> int:
+    return Author.objects.filter(name="x").count()  # matching-authors
+
+
+def test_same_call_twice_is_a_duplicate_not_an_nplusone(authors):
+    """A page asks a helper for the same badge count in its header and its footer: one
+    statement run twice with the same parameters is a duplicate to cache, not an N+1."""
+    with capture() as report:
+        for _section in ("header", "footer"):
+            _matching_authors()
+    assert report.nplusones == [], str(report)
+    [duplicate] = report.duplicates
+    assert duplicate.count == 2
+    assert duplicate.callsite == at("matching-authors", "_matching_authors")
+
+
+def test_template_calling_a_method_twice_is_one_duplicate(books):
+    """A template calls ``view.featured_book`` in its header and its footer: the method
+    fetches the book (and the template then its author) twice. One root cause, one
+    duplicate: the book fetched twice, not a second finding for its author."""
+    report = report_of(Client().get(f"/books/{books[0].pk}/featured/"))
+    assert report.nplusones == [], str(report)
+    assert [(d.model, d.count) for d in report.duplicates] == [("testapp.Book", 2)], str(report)
+    assert report.duplicates[0].callsite == site(
+        library_views.__file__, "featured-book", "FeaturedBookView.featured_book"
+    )
+
+
+def test_saving_one_object_twice_is_not_an_nplusone(books):
+    """A view saves an object, then saves it again after changing nothing."""
+    book = books[0]
+    with capture() as report:
+        book.save()
+        book.save()
+    assert report.nplusones == [], str(report)
+
+
+def _touch(book: Book) -> None:
+    book.save()  # touch
+
+
+def test_saving_one_object_twice_through_one_helper_is_not_an_nplusone(books):
+    """Two signal receivers each call one ``touch(book)`` helper on the same book: the
+    same row written twice from one line is not a loop over rows."""
+    book = books[0]
+    with capture() as report:
+        for _receiver in ("on_review", "on_rating"):
+            _touch(book)
+    assert report.nplusones == [], str(report)
+
+
+def _titled(title: str) -> int:
+    return Book.objects.filter(title=title).count()
+
+
+def test_one_helper_called_with_two_constants_is_not_an_nplusone(books):
+    """A page counts the books titled "header" and those titled "footer" through one
+    helper: two statements that differ by a constant written in the code, not by row."""
+    with capture() as report:
+        for title in ("header", "footer"):
+            _titled(title)
+    assert report.nplusones == [], str(report)
+
+
+def test_property_reading_a_relation_in_a_loop(books):
+    """A model property (``Book.author_name``) reads a relation, and a loop calls it per
+    row: the reading line is the property, the edit point is the loop's queryset."""
+    with capture() as report:
+        for book in Book.objects.order_by("id"):  # property-parent
+            _ = book.author_name
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == 5
+    assert finding.callsite == site(models.__file__, "book-author-name", "Book.author_name")
+    assert finding.parent_callsite == at(
+        "property-parent", "test_property_reading_a_relation_in_a_loop"
+    )
+
+
+def test_property_reading_a_relation_in_a_loop_fixed(books):
+    """The same loop with the author joined."""
+    with capture() as report:
+        for book in Book.objects.select_related("author").order_by("id"):
+            _ = book.author_name
+    assert_clean(report)
+
+
+def _reindex(**kwargs: Any) -> None:
+    """An ``m2m_changed`` receiver, as search indexes and caches connect."""
+
+
+@pytest.fixture(params=[False, True], ids=["fast-add", "m2m-changed-receiver"])
+def tagging(request, books, tags):
+    """How ``add()`` writes: with no ``m2m_changed`` receiver, one ``INSERT ... ON CONFLICT
+    DO NOTHING`` (or its vendor's spelling); with one, a ``SELECT`` of the rows already
+    there, then the ``INSERT``."""
+    through = Book.tags.through
+    if request.param:
+        m2m_changed.connect(_reindex, sender=through)
+    yield books, tags[0]
+    m2m_changed.disconnect(_reindex, sender=through)
+
+
+def test_many_to_many_add_in_a_loop_is_one_write_finding(tagging):
+    """Tagging each book in turn: one cause, one finding on the relation (whether or not
+    ``add()`` also reads the through table first), not a second one for the table."""
+    books, tag = tagging
+    with capture() as report:
+        for book in books:
+            book.tags.add(tag)
+    assert len(report.nplusones) == 1, str(report)
+    [finding] = report.nplusones
+    assert finding.kind == "write"
+    assert finding.relation == "testapp.Book.tags"
+    assert finding.count == 5
+    assert report.duplicates == [], str(report)
+
+
+def test_many_to_many_add_in_a_loop_fixed(tagging):
+    """The same tagging from the other side: one ``add()`` for all the books."""
+    books, tag = tagging
+    with capture() as report:
+        tag.book_set.add(*books)
+    assert_clean(report)
+
+
+# --------------------------------------------------------------------------- library loops
+
+
+def test_formset_validation_is_a_library_duplicate_not_an_nplusone(books):
+    """A model formset editing five books validates each form's hidden ``id`` with its own
+    ``get(pk=...)``: Django's loop, which the user cannot change, is not an N+1."""
+    data = {"form-TOTAL_FORMS": "5", "form-INITIAL_FORMS": "5"}
+    for index, book in enumerate(sorted(books, key=lambda b: b.pk)):
+        data[f"form-{index}-id"] = str(book.pk)
+        data[f"form-{index}-title"] = book.title
+    response = Client().post("/books/titles/", data)
+    assert response.json() == {"valid": True}
+    report = report_of(response)
+    assert report.nplusones == [], str(report)
+    library = [d for d in report.duplicates if gained(d, "kind") == "library"]
+    assert [d.count for d in library] == [5], str(report)
+
+
+def test_drf_primary_key_validation_is_a_library_duplicate_not_an_nplusone(tags):
+    """A DRF serializer with ``PrimaryKeyRelatedField(many=True)`` validates five posted
+    tag ids with one ``get(pk=...)`` each: DRF's loop, not an N+1."""
+    pks = [tag.pk for tag in tags]
+    response = Client().post("/api/book-tags/", {"tags": pks}, content_type="application/json")
+    report = report_of(response)
+    assert response.json() == {"tags": pks}
+    assert report.nplusones == [], str(report)
+    library = [d for d in report.duplicates if gained(d, "kind") == "library"]
+    assert [d.count for d in library] == [5], str(report)
+
+
+# --------------------------------------------------------------------------- admin
+
+ADMIN = test_admin.__file__
+
+
+def changelist(client: Client, prefix: str, model: str) -> Report:
+    """The report of a changelist page; its only repeats besides an N+1 are the admin's
+    two ``COUNT(*)`` (filtered, then full), which are never an N+1."""
+    report = report_of(client.get(f"/admin/{prefix}/testapp/{model}/"))
+    assert all(d.sql.startswith("SELECT COUNT(*)") for d in report.duplicates), str(report)
+    return report
+
+
+def test_admin_changelist_without_relations_is_clean(admin_client, authors):
+    """An author changelist showing names only: its two ``COUNT(*)`` (filtered and full)
+    are how the admin counts, not an N+1."""
+    report = changelist(admin_client, "authors", "author")
+    assert report.nplusones == [], str(report)
+
+
+def test_admin_relation_in_list_display_points_at_the_admin(admin_client, books):
+    """A book changelist with a nullable foreign key in ``list_display``: Django joins
+    non-null keys itself but not this one, so each row loads its publisher. The fix goes
+    in the ``ModelAdmin``, so that is where the finding points."""
+    report = changelist(admin_client, "books", "book")
+    assert len(report.nplusones) == 1, str(report)
+    [finding] = report.nplusones
+    assert finding.relation == "testapp.Book.publisher"
+    assert finding.count == 5
+    assert finding.callsite == site(ADMIN, "book-admin-list-display", "BookAdmin.list_display")
+    assert_precise_suggestion(finding, 'list_select_related = ["publisher"]')
+
+
+def test_admin_relation_in_list_display_fixed(admin_client, books):
+    """The same changelist with ``list_select_related = ["publisher"]``."""
+    report = changelist(admin_client, "books-fixed", "book")
+    assert report.nplusones == [], str(report)
+
+
+def test_admin_foreign_key_django_joins_is_clean(admin_client, books):
+    """A book changelist with the non-null ``author`` in ``list_display``: the changelist
+    joins it on its own (``list_select_related`` left at ``False``), so nothing repeats."""
+    report = changelist(admin_client, "books-by-author", "book")
+    assert report.nplusones == [], str(report)
+
+
+def test_admin_list_display_method_points_at_the_method(admin_client, books):
+    """A ``list_display`` method reads ``obj.author.name`` per row: the method is the
+    reading line, ``list_select_related`` the fix."""
+    report = changelist(admin_client, "books-method", "book")
+    assert len(report.nplusones) == 1, str(report)
+    [finding] = report.nplusones
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == 5
+    assert finding.callsite == site(
+        ADMIN, "book-method-admin-author-name", "BookMethodAdmin.author_name"
+    )
+    assert_precise_suggestion(finding, 'list_select_related = ["author"]')
+
+
+def test_admin_list_display_method_fixed(admin_client, books):
+    """The same changelist with ``list_select_related = ["author"]``."""
+    report = changelist(admin_client, "books-method-fixed", "book")
+    assert report.nplusones == [], str(report)
+
+
+# --------------------------------------------------------------------------- DRF
+
+
+def test_drf_nested_serializer_points_at_the_view_queryset(books):
+    """A ``ListAPIView`` whose serializer nests the author: the loop is DRF's, the fix is
+    the view's ``queryset``."""
+    report = report_of(Client().get("/api/books/"))
+    finding = only_nplusone(report)
+    queryset = site(library_views.__file__, "book-api-list-queryset", "BookApiList.queryset")
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == 5
+    assert finding.parent_callsite == queryset
+    assert gained(finding, "fix_at") == queryset
+    assert finding.callsite != "unknown"
+    assert_precise_suggestion(finding, '.select_related("author")')
+
+
+def test_drf_nested_serializer_fixed(books):
+    """The same view with ``select_related("author")``."""
+    assert_clean(report_of(Client().get("/api/books/fixed/")))
+
+
+def test_drf_nested_many_serializer_points_at_the_view_queryset(books):
+    """``OrmAuthorList`` nests each author's books (``many=True``): the fix is the view's
+    ``queryset``."""
+    report = report_of(Client().get("/api/authors/"))
+    finding = only_nplusone(report)
+    queryset = site(views.__file__, "orm-author-list-queryset", "OrmAuthorList.queryset")
+    assert finding.relation == "testapp.Author.book_set"
+    assert finding.parent_callsite == queryset
+    assert gained(finding, "fix_at") == queryset
+    assert finding.callsite != "unknown"
+    assert_precise_suggestion(finding, '.prefetch_related("book_set")')
+
+
+def test_drf_nested_many_serializer_fixed(books):
+    """The same view with ``prefetch_related("book_set")``."""
+    assert_clean(report_of(Client().get("/api/authors/fixed/")))
+
+
+# --------------------------------------------------------------------------- generic views
+
+
+def test_list_view_template_loop_points_at_the_view_queryset(books):
+    """A ``ListView`` whose template reads ``book.author.name`` for each row: the line
+    is in the template, the fix in the view's ``queryset``."""
+    report = report_of(Client().get("/books/"))
+    finding = only_nplusone(report)
+    queryset = site(library_views.__file__, "book-list-view-queryset", "BookListView.queryset")
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == 5
+    assert finding.parent_callsite == queryset
+    assert gained(finding, "fix_at") == queryset
+    assert finding.callsite != "unknown"
+    assert finding.template == template_line("precision/book_list.html", "book.author.name")
+    assert_precise_suggestion(finding, '.select_related("author")')
+
+
+def test_list_view_template_loop_fixed(books):
+    """The same view with ``select_related("author")``."""
+    assert_clean(report_of(Client().get("/books/fixed/")))

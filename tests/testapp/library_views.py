@@ -1,0 +1,94 @@
+"""Views whose queries run inside library machinery (DRF generic views and serializers,
+Django generic views, model formsets), each N+1 next to its fixed twin.
+
+``tests.precision_urls`` routes them; ``tests.urls`` does not, so the audit's ``--all``
+tests do not see them.
+"""
+
+from __future__ import annotations
+
+from django.forms import modelformset_factory
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.generic import ListView, TemplateView
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tests.testapp.models import Author, Book, Tag
+
+# --- DRF ----------------------------------------------------------------------------------
+
+
+class AuthorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Author
+        fields = ["id", "name"]
+
+
+class BookWithAuthorSerializer(serializers.ModelSerializer):
+    """A nested serializer for a foreign key: one query per book unless the view joins."""
+
+    author = AuthorSerializer()
+
+    class Meta:
+        model = Book
+        fields = ["id", "title", "author"]
+
+
+class BookApiList(generics.ListAPIView):
+    queryset = Book.objects.order_by("id")  # book-api-list-queryset
+    serializer_class = BookWithAuthorSerializer
+
+
+class BookApiListFixed(BookApiList):
+    queryset = Book.objects.select_related("author").order_by("id")
+
+
+class BookTagsSerializer(serializers.Serializer):
+    """DRF looks each posted pk up with its own ``get(pk=...)``: a library loop."""
+
+    tags = serializers.PrimaryKeyRelatedField(many=True, queryset=Tag.objects.all())
+
+
+class BookTagsCheck(APIView):
+    def post(self, request: Request) -> Response:
+        serializer = BookTagsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)  # book-tags-is-valid
+        return Response({"tags": [tag.pk for tag in serializer.validated_data["tags"]]})
+
+
+# --- Django generic views -------------------------------------------------------------------
+
+
+class BookListView(ListView):
+    """Its template reads ``book.author.name`` for each row of ``object_list``."""
+
+    queryset = Book.objects.order_by("id")  # book-list-view-queryset
+    template_name = "precision/book_list.html"
+
+
+class BookListViewFixed(BookListView):
+    queryset = Book.objects.select_related("author").order_by("id")
+
+
+class FeaturedBookView(TemplateView):
+    """Its template calls ``view.featured_book`` twice (header and footer): each call
+    fetches the book, and each fetched book its author, again."""
+
+    template_name = "precision/featured_book.html"
+
+    def featured_book(self) -> Book:
+        return Book.objects.get(pk=self.kwargs["pk"])  # featured-book
+
+
+# --- model formsets -------------------------------------------------------------------------
+
+BookTitleFormSet = modelformset_factory(Book, fields=["title"], extra=0)
+
+
+def book_titles_check(request: HttpRequest) -> HttpResponse:
+    """Validates posted titles: each form's hidden ``id`` (a ``ModelChoiceField``) is
+    looked up with its own ``get(pk=...)`` by Django."""
+    formset = BookTitleFormSet(request.POST, queryset=Book.objects.order_by("id"))
+    return JsonResponse({"valid": formset.is_valid()})  # book-titles-is-valid
