@@ -332,8 +332,7 @@ def _classify(scope: Scope, groups: list[Group], report: Report) -> list[loops.V
     """Loop, repeat or library loop, per group (:mod:`.loops`). A failure there keeps
     today's answer for every group: each is a loop."""
     try:
-        provenance = loops.Provenance(scope)
-        return [loops.classify(scope, group, provenance) for group in groups]
+        return loops.classify_all(scope, groups)
     except Exception as exc:
         log_internal_error("telling loops from repeats")
         report.errors.append(f"telling loops from repeats failed: {exc!r}")

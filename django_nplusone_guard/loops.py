@@ -21,7 +21,6 @@ in the scope, and which library function the user's line entered (``Scope.entrie
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from .capture import Scope
     from .detect import Group
 
-__all__ = ["LOOP", "Provenance", "Verdict", "classify", "library_of"]
+__all__ = ["LOOP", "Provenance", "Verdict", "classify", "classify_all", "library_of"]
 
 #: Calls of a group looked at to tell a loop from a repeat: a loop shows two rows early, a
 #: repeat of a handful of calls is read whole.
@@ -93,6 +92,9 @@ class Verdict:
 LOOP = Verdict("loop")
 _NONE = Verdict("none")
 _REPEAT = Verdict("repeat")
+#: A repeat that follows from another one (the relation read on each of two fresh copies
+#: of one row): reported with that one, not on its own.
+FOLDED = Verdict("folded")
 
 
 class Provenance:
@@ -160,13 +162,34 @@ def _row_values(row: Any) -> Iterable[Any]:
     return [v for v in items if isinstance(v, int | str) and not isinstance(v, bool)]
 
 
-_event_of = operator.itemgetter(EVENT)
+def classify_all(scope: Scope, groups: list[Group]) -> list[Verdict]:
+    """:func:`classify` for each group, then one finding per root cause: a repeat about
+    rows that another repeat loaded (a method called twice returns two copies of one row,
+    and each copy reads its author) is folded into that one."""
+    provenance = Provenance(scope)
+    verdicts = [classify(scope, group, provenance) for group in groups]
+    repeats = [i for i, v in enumerate(verdicts) if v.kind in ("repeat", "library")]
+    if len(repeats) < 2:
+        return verdicts
+    group_of_event: dict[int, int] = {}
+    for i in repeats:
+        for event in _events(groups[i]):
+            group_of_event.setdefault(id(event), i)
+    for i in repeats:
+        sources = set()
+        for event in _events(groups[i]):
+            owner = event.owner
+            loaded = provenance.loaded_by(owner) if owner is not None else None
+            sources.add(group_of_event.get(id(loaded)) if loaded is not None else None)
+        if len(sources) == 1:
+            [source] = sources
+            if source is not None and source != i and verdicts[source].kind != "folded":
+                verdicts[i] = FOLDED
+    return verdicts
 
 
-def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
-    """Whether ``group`` (one statement shape from one call stack, run by several calls) is
-    a loop over rows, a repeat, or a library's loop. Never raises for odd events: the ORM
-    layer's own failures make it fall back to the parameters."""
+def _events(group: Group) -> list[Any]:
+    """The distinct ORM calls behind a group's first statements."""
     events = []
     seen: set[int] = set()
     for record in group.records:
@@ -176,6 +199,14 @@ def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
             events.append(event)
             if len(events) >= MAX_CLASSIFIED_CALLS:
                 break
+    return events
+
+
+def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
+    """Whether ``group`` (one statement shape from one call stack, run by several calls) is
+    a loop over rows, a repeat, or a library's loop. Never raises for odd events: the ORM
+    layer's own failures make it fall back to the parameters."""
+    events = _events(group)
     subjects = [(orm.subject(event), event.owner) for event in events]
     about_rows = [(found, owner) for found, owner in subjects if found is not None]
     if about_rows and len(about_rows) * 2 >= len(subjects):

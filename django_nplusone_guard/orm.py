@@ -52,7 +52,7 @@ from django.apps import apps
 from django.db import models
 from django.db.models.query import MAX_GET_RESULTS
 
-from . import conf
+from . import conf, owners
 from .capture import (
     EVENT,
     MAX_ATTRIBUTED_CALLS,
@@ -1293,9 +1293,11 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
             finding.suggestion = cause.suggestion
             finding.alternative = cause.alternative
             parent = cause.parent_site
-        else:
+        elif not _through_write(finding):
             sql = group.records[0][SQL] if group.records else ""
             finding.suggestion = _raw_fix(str(sql), group.alias, group.fp.verb)
+            parent = None
+        else:
             parent = None
         if parent is None:
             if fetches is None:
@@ -1303,7 +1305,93 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
             parent = _parent_site(fetches, group.stack, first_index)
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
-    return _merge(findings)
+            _place_fix(finding, parent)
+    return _merge(_without_through_reads(findings))
+
+
+def _through_write(finding: NPlusOne) -> bool:
+    """Name a write loop on an auto-created many-to-many table (``add()`` per object, which
+    Django runs as a bulk insert the hooks do not see) by its relation, with its fix."""
+    if finding.kind != "write" or not finding.model or "." not in finding.model:
+        return False
+    try:
+        model = apps.get_model(finding.model)
+    except LookupError:
+        return False
+    owner = model._meta.auto_created
+    if not owner:
+        return False
+    for field in owner._meta.many_to_many:
+        if field.remote_field.through is model:
+            name = owner.__name__
+            source, target = field.m2m_column_name(), field.m2m_reverse_name()
+            finding.model, finding.field = owner._meta.label, field.name
+            finding.suggestion = (
+                f"{name}.{field.name}.through.objects.bulk_create([{name}.{field.name}"
+                f".through({source}=..., {target}=...), ...], ignore_conflicts=True)"
+            )
+            finding.alternative = (
+                f"or one add() per {field.related_model.__name__} with every "
+                f"{name} at once: {field.related_model.__name__.lower()}"
+                f".{field.remote_field.get_accessor_name()}.add(*objs)"
+            )
+            return True
+    return False
+
+
+def _without_through_reads(findings: list[NPlusOne]) -> list[NPlusOne]:
+    """One finding for a many-to-many write loop: ``add()`` reads the rows already there
+    before it inserts (when an ``m2m_changed`` receiver is connected), and that read is
+    part of the same write, not a second N+1 on the relation."""
+    writes = {
+        (f.alias, f.model, f.field, f.callsite)
+        for f in findings
+        if f.kind == "write" and f.field is not None
+    }
+    if not writes:
+        return findings
+    return [
+        f
+        for f in findings
+        if f.kind != "read" or (f.alias, f.model, f.field, f.callsite) not in writes
+    ]
+
+
+_EAGER = re.compile(r'^\.(select_related|prefetch_related)\((".*")\)$')
+
+
+def _place_fix(finding: NPlusOne, parent: Site) -> None:
+    """Say where the fix goes: the line that built the queryset, or, when a library built
+    it (the admin's changelist, a generic view), the member of the user's class that
+    configures it, in that class's own words: ``list_select_related`` on a ``ModelAdmin``
+    rather than a ``.select_related()`` nobody can chain."""
+    owner = owners.owner_of(parent[0])
+    if owner is None:
+        finding.fix_at = render_frame(*parent)
+        return
+    site = owners.fix_site(owner) or parent
+    finding.fix_at = render_frame(*site)
+    eager = _EAGER.match(finding.suggestion)
+    if owner.role != "admin" or eager is None:
+        return
+    method, paths = eager.groups()
+    if method == "select_related":
+        finding.suggestion = f"list_select_related = [{_merged_list(owner.cls, paths)}]"
+        finding.alternative = None
+    else:
+        finding.suggestion = (
+            f"def get_queryset(self, request): "
+            f"return super().get_queryset(request).prefetch_related({paths})"
+        )
+
+
+def _merged_list(cls: type, paths: str) -> str:
+    """``paths`` added to what ``list_select_related`` already lists, when it is a list."""
+    current = getattr(cls, "list_select_related", False)
+    if isinstance(current, list | tuple):
+        quoted = [f'"{name}"' for name in current if isinstance(name, str)]
+        return ", ".join(dict.fromkeys([*quoted, paths]))
+    return paths
 
 
 _event_of = operator.itemgetter(EVENT)
