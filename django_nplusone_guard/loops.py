@@ -51,6 +51,7 @@ MIN_UNTRACED_LOOP = 3
 _PER_CALL_MODULES = (
     "django.db.models",
     "django.shortcuts",
+    "django.template",  # rendering the user's own templates
     "django.contrib.contenttypes.fields",
     "django.db.backends",
     "asgiref",
@@ -307,7 +308,8 @@ def library_of(scope: Scope, stack: tuple[Any, ...]) -> str | None:
         return "a library (no line of your code ran it)"
     owner = owners.owner_of(stack[0])
     if owner is not None:
-        return _package(_library_base(owner.cls))
+        # A view's template is the user's own code, rendered after the view returned.
+        return None if owner.role == "template" else _package(_library_base(owner.cls))
     entered = scope.entries.get(id(stack))
     if entered is None:
         return None

@@ -61,7 +61,7 @@ def _template_response_view(frame: FrameType) -> Found | None:
         return None
     view = context.get("view")
     if view is not None:
-        return view, "view", None
+        return view, "template", None
     changelist = context.get("cl")
     return getattr(changelist, "model_admin", None), "admin", None
 
@@ -86,6 +86,7 @@ OWNER_FRAMES: dict[tuple[str, str], Callable[[FrameType], Found | None]] = {
 #: Members that say where each role's queryset is made, in the order they are looked for.
 _QUERYSET_MEMBERS = {
     "view": ("queryset", "get_queryset", "model"),
+    "template": ("queryset", "get_queryset", "model"),  # a view's template, rendered later
     "admin": ("list_select_related", "get_queryset"),
     "serializer": (),
 }

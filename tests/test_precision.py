@@ -392,3 +392,60 @@ def test_list_view_template_loop_points_at_the_view_queryset(books):
 def test_list_view_template_loop_fixed(books):
     """The same view with ``select_related("author")``."""
     assert_clean(report_of(Client().get("/books/fixed/")))
+
+
+# --------------------------------------------------------------------------- from real apps
+# Each case below was a false "N+1" on a real open-source app's test suite (docs/precision.md).
+
+WITH_PROJECT_MIDDLEWARE = [
+    "django_nplusone_guard.middleware.NPlusOneGuardMiddleware",
+    "tests.testapp.middleware.LanguageMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+
+def test_two_tags_counting_their_own_querysets_are_a_duplicate_not_at_the_middleware(
+    books, settings
+):
+    """Two inclusion tags each run ``{% if authors.count > 1 %}``: the same statement with
+    the same parameters twice. The project's middleware, the only line of its code on the
+    stack, is not where it happens: the finding names the view class."""
+    settings.MIDDLEWARE = WITH_PROJECT_MIDDLEWARE
+    report = report_of(Client().get("/navigation/"))
+    assert report.nplusones == [], str(report)
+    [duplicate] = report.duplicates
+    assert (duplicate.kind, duplicate.count, duplicate.model) == ("identical", 2, "testapp.Author")
+    assert "middleware" not in duplicate.callsite
+    assert duplicate.callsite == site(
+        library_views.__file__, "navigation-view", "NavigationView"
+    )
+
+
+def test_the_middleware_line_is_never_a_call_site(settings, books):
+    """A view's own N+1 under the project's middleware still points at the view."""
+    settings.MIDDLEWARE = WITH_PROJECT_MIDDLEWARE
+    finding = only_nplusone(report_of(Client().get("/books/")))
+    assert all("middleware" not in frame for frame in finding.stack), finding.stack
+
+
+def test_two_foreign_keys_of_two_single_objects_are_nothing(db):
+    """``book.author`` and ``profile.author`` read once each in one template: one SQL
+    shape, two different relations of two objects. Not a loop, not a repeat."""
+    from tests.factories import ProfileFactory
+
+    book, profile = BookFactory(), ProfileFactory()
+    report = report_of(Client().get(f"/two-relations/{book.pk}/{profile.pk}/"))
+    assert_clean(report)
+
+
+def test_a_related_count_read_twice_in_a_template_is_a_duplicate(db):
+    """``{{ author.book_set.count }}`` and its ``|pluralize``: one author, asked twice."""
+    author = AuthorFactory()
+    BookFactory.create_batch(3, author=author)
+    report = report_of(Client().get(f"/authors/{author.pk}/count-twice/"))
+    assert report.nplusones == [], str(report)
+    [duplicate] = report.duplicates
+    assert (duplicate.model, duplicate.field) == ("testapp.Author", "book_set")
+    assert duplicate.count == 2

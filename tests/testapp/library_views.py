@@ -92,3 +92,30 @@ def book_titles_check(request: HttpRequest) -> HttpResponse:
     looked up with its own ``get(pk=...)`` by Django."""
     formset = BookTitleFormSet(request.POST, queryset=Book.objects.order_by("id"))
     return JsonResponse({"valid": formset.is_valid()})  # book-titles-is-valid
+
+
+# --- pages that repeat a statement without a loop (found on real apps) -------------------
+
+
+class NavigationView(TemplateView):  # navigation-view
+    """Two inclusion tags, each counting its own queryset in its template."""
+
+    template_name = "precision/navigation.html"
+
+
+def two_relations(request: HttpRequest, book: int, profile: int) -> HttpResponse:
+    """One book's author and one profile's author: two foreign keys of two single objects,
+    read in one template; the same SQL twice, but neither a loop nor a repeat."""
+    from django.shortcuts import render
+
+    from tests.testapp.models import Profile
+
+    context = {"book": Book.objects.get(pk=book), "profile": Profile.objects.get(pk=profile)}
+    return render(request, "precision/two_relations.html", context)
+
+
+def author_count_twice(request: HttpRequest, pk: int) -> HttpResponse:
+    """``{{ author.book_set.count }}`` twice in one template (the number and its plural)."""
+    from django.shortcuts import render
+
+    return render(request, "precision/author_count_twice.html", {"author": Author.objects.get(pk=pk)})
