@@ -143,12 +143,23 @@ def _relation(field: Any, owner: type[models.Model]) -> _Relation:
         )
     elif field.many_to_many:
         rel = _Relation(
-            label, field.name, field.name, target, False, field.related_query_name(), False
+            label, field.name, field.name, target, False, _m2m_back_filter(field), False
         )
     else:
         rel = _Relation(label, field.name, field.name, target, True, None, True)
     _relations[key] = rel
     return rel
+
+
+def _m2m_back_filter(field: Any) -> str | None:
+    """The lookup on the target model that leads back along a forward many-to-many, for
+    ``Exists(...)``: a symmetrical relation is its own way back; a hidden ``+`` reverse
+    has no lookup to spell."""
+    if field.remote_field.symmetrical and field.related_model is field.model:
+        return field.name  # type: ignore[no-any-return]
+    if field.remote_field.hidden:
+        return None
+    return field.related_query_name()  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=1024)
@@ -197,8 +208,7 @@ def _relation_for_queryset(
             object_id = field.related_model._meta.get_field(field.object_id_field_name)
             confirmed = object_id in targets
         elif field.many_to_many:
-            through = field.remote_field.through if not field.auto_created else field.through
-            confirmed = any(getattr(t, "model", None) is through for t in targets)
+            confirmed = _m2m_side_name(field) in _through_fields(field, targets)
         elif field.one_to_many:
             confirmed = field.field in queryset._known_related_objects or field.field in targets
         else:  # reverse one-to-one
@@ -206,6 +216,25 @@ def _relation_for_queryset(
         if confirmed:
             return _relation(field, owner_cls)
     return None
+
+
+def _m2m_side_name(field: Any) -> str:
+    """The through table's foreign key a many-to-many side's manager filters on: the
+    source one for the forward field, the target one for its reverse (``ManyToManyRel``).
+    On a self-referential relation both point at the same model, so only this name tells
+    ``following`` from ``followers``."""
+    if isinstance(field, models.ManyToManyRel):
+        return field.field.m2m_reverse_field_name()
+    return field.m2m_field_name()  # type: ignore[no-any-return]
+
+
+def _through_fields(field: Any, targets: Iterable[Any]) -> set[str]:
+    """Names of ``targets`` that are foreign keys of the many-to-many ``field``'s through
+    table."""
+    through = (
+        field.through if isinstance(field, models.ManyToManyRel) else field.remote_field.through
+    )
+    return {t.name for t in targets if getattr(t, "model", None) is through}
 
 
 # --------------------------------------------------------------------------- origins
@@ -633,7 +662,14 @@ def _through_relation(through: Any, targets: tuple[Any, ...]) -> _Relation | Non
                 continue
             if target.name == field.m2m_field_name():
                 return _relation(field, owner_model)
-            return _relation(field.remote_field, start)
+            if target.name != field.m2m_reverse_field_name():
+                continue
+            if not field.remote_field.hidden:
+                return _relation(field.remote_field, start)
+            if field.remote_field.symmetrical:
+                # Rows go both ways: reading from the target side reads the field itself.
+                return _relation(field, owner_model)
+            return None  # a hidden "+" reverse has no accessor the code could have read
     return None
 
 
