@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
-from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.db.models import Count, Exists, OuterRef, Prefetch, prefetch_related_objects
 
 from django_nplusone_guard import capture
 from django_nplusone_guard.orm import HAS_FETCH_MODES
@@ -496,3 +496,71 @@ def test_symmetrical_many_to_many_read_from_the_through_table_is_named_by_its_fi
     finding = only_nplusone(report)
     assert finding.relation == "testapp.Member.blocked"
     assert "+" not in finding.suggestion
+
+
+# --------------------------------------------------------------------------- prefetch per row
+
+PER_INSTANCE_FIX = "  # one call on the whole list, before the loop"
+
+# (model looped over, lookup given to prefetch_related_objects): one query per instance
+PREFETCHED_ONE_BY_ONE = [
+    pytest.param(Book, "author", id="forward-fk"),
+    pytest.param(Profile, "author", id="forward-o2o"),
+    pytest.param(Author, "profile", id="reverse-o2o"),
+    pytest.param(Author, "book_set", id="reverse-fk"),
+    pytest.param(Book, "reviews", id="reverse-fk-related-name"),
+    pytest.param(Book, "tags", id="m2m-forward"),
+    pytest.param(Tag, "book_set", id="m2m-reverse"),
+    pytest.param(Book, "comments", id="generic-relation"),
+    pytest.param(Comment, "content_object", id="generic-foreign-key"),
+]
+
+
+@pytest.mark.parametrize(("model", "lookup"), PREFETCHED_ONE_BY_ONE)
+def test_prefetch_related_objects_per_instance_names_the_relation(library, model, lookup):
+    with capture() as report:
+        for owner in model.objects.order_by("pk"):  # pro-parent
+            prefetch_related_objects([owner], lookup)  # pro-access
+    finding = only_nplusone(report)
+    assert finding.relation == f"{model._meta.label}.{lookup}"
+    assert finding.count == model.objects.count()
+    assert finding.callsite == at(
+        "pro-access", "test_prefetch_related_objects_per_instance_names_the_relation"
+    )
+    assert finding.parent_callsite == at(
+        "pro-parent", "test_prefetch_related_objects_per_instance_names_the_relation"
+    )
+    assert finding.suggestion == (
+        f'prefetch_related_objects(<list of {model.__name__}>, "{lookup}")' + PER_INSTANCE_FIX
+    )
+
+
+@pytest.mark.parametrize(("model", "lookup"), PREFETCHED_ONE_BY_ONE)
+def test_prefetch_related_objects_on_the_whole_list_is_clean(library, model, lookup):
+    with capture() as report:
+        owners = list(model.objects.order_by("pk"))
+        prefetch_related_objects(owners, lookup)
+        for owner in owners:
+            related = getattr(owner, lookup)
+            _ = list(related.all()) if hasattr(related, "all") else str(related)
+    assert report.nplusones == []
+    assert report.query_count <= 3  # the list, the prefetch (two for a generic foreign key)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda book: list(book.comments.filter(text="on a book")), id="filter"),
+        pytest.param(lambda book: book.comments.order_by("pk").first(), id="first"),
+        pytest.param(lambda book: list(book.comments.values_list("text")), id="values"),
+    ],
+)
+def test_generic_relation_queryset_derived_per_instance_names_the_relation(library, read):
+    with capture() as report:
+        for book in Book.objects.order_by("pk"):  # gr-parent
+            read(book)  # gr-access
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.comments"
+    assert finding.parent_callsite == at(
+        "gr-parent", "test_generic_relation_queryset_derived_per_instance_names_the_relation"
+    )
