@@ -1004,12 +1004,10 @@ def install() -> None:
         _patch(rd.ForwardOneToOneDescriptor, "get_object", _forward_get_object)
         gfk_descriptor = getattr(generic, "GenericForeignKeyDescriptor", GenericForeignKey)
         _patch(gfk_descriptor, "__get__", _generic_foreign_key_get)
-        gfk_prefetch = next(
-            c
-            for c in (gfk_descriptor, GenericForeignKey)
-            if "get_prefetch_querysets" in c.__dict__
-        )
-        _patch(gfk_prefetch, "get_prefetch_querysets", _generic_foreign_key_prefetch)
+        for gfk_prefetch in (gfk_descriptor, GenericForeignKey):
+            if "get_prefetch_querysets" in gfk_prefetch.__dict__:
+                _patch(gfk_prefetch, "get_prefetch_querysets", _generic_foreign_key_prefetch)
+                break
         _patch(generic, "create_generic_related_manager", _generic_manager_factory)
         _patch(models.Model, "refresh_from_db", _model_method("refresh"))
         _patch(models.Model, "save_base", _model_method("save"))
