@@ -143,7 +143,7 @@ def _relation(field: Any, owner: type[models.Model]) -> _Relation:
         )
     elif field.many_to_many:
         rel = _Relation(
-            label, field.name, field.name, target, False, field.related_query_name(), False
+            label, field.name, field.name, target, False, _m2m_back_filter(field), False
         )
     else:
         rel = _Relation(label, field.name, field.name, target, True, None, True)
@@ -151,11 +151,23 @@ def _relation(field: Any, owner: type[models.Model]) -> _Relation:
     return rel
 
 
+def _m2m_back_filter(field: Any) -> str | None:
+    """The lookup on the target model that leads back along a forward many-to-many, for
+    ``Exists(...)``: a symmetrical relation is its own way back; a hidden ``+`` reverse
+    has no lookup to spell."""
+    if field.remote_field.symmetrical and field.related_model is field.model:
+        return field.name  # type: ignore[no-any-return]
+    if field.remote_field.hidden:
+        return None
+    return field.related_query_name()  # type: ignore[no-any-return]
+
+
 @lru_cache(maxsize=1024)
 def _candidates(owner: Any, target: Any) -> tuple[Any, ...]:
-    """Relations of ``owner`` whose rows are ``target`` rows (many-valued or reverse only:
-    forward ones are attributed by their descriptor)."""
-    found = []
+    """Relations of ``owner`` whose rows are ``target`` rows. Forward foreign keys and
+    one-to-ones come last: their reads are attributed by their descriptor, so a queryset
+    names them only when it is their prefetch (``prefetch_related_objects``)."""
+    found, forward = [], []
     for field in owner._meta.get_fields(include_hidden=False):
         related: Any = getattr(field, "related_model", None)
         if not field.is_relation or not hasattr(related, "_meta"):
@@ -164,7 +176,9 @@ def _candidates(owner: Any, target: Any) -> tuple[Any, ...]:
             continue
         if field.many_to_many or field.one_to_many or field.auto_created:
             found.append(field)
-    return tuple(found)
+        elif getattr(field, "target_field", None) is not None:
+            forward.append(field)
+    return (*found, *forward)
 
 
 def _where_targets(queryset: Any) -> tuple[Any, ...]:
@@ -177,35 +191,84 @@ def _where_targets(queryset: Any) -> tuple[Any, ...]:
     return tuple(targets)
 
 
+def _where_lookups(queryset: Any) -> tuple[tuple[Any, str], ...]:
+    """``(field, lookup name)`` for each condition of the queryset, nested ones included:
+    a generic relation's prefetch wraps its filter in ``Q(...) | Q(...)``, one per
+    content type, and a forward relation's prefetch filters on a tuple of columns
+    (``TupleIn(ColPairs(...))``)."""
+    found: list[tuple[Any, str]] = []
+    pending = list(queryset.query.where.children)
+    while pending:
+        child = pending.pop()
+        if hasattr(child, "children"):
+            pending.extend(child.children)
+            continue
+        lhs = getattr(child, "lhs", None)
+        target = getattr(lhs, "target", None)
+        targets = (target,) if target is not None else getattr(lhs, "targets", None) or ()
+        name = getattr(child, "lookup_name", None) or ""
+        found.extend((t, name) for t in targets)
+    return tuple(found)
+
+
 def _relation_for_queryset(
     owner: models.Model, queryset: Any, lookups: Iterable[str] = ()
-) -> _Relation | None:
-    """Which relation of ``owner`` produced ``queryset`` (a related manager's queryset, or a
-    reverse one-to-one ``get``). Django marks such querysets with ``_hints["instance"]``;
-    the candidate is confirmed by the filter the manager added, so a coincidental hint
-    (``refresh_from_db``, a router hint) is never mistaken for a relation."""
-    from django.contrib.contenttypes.fields import GenericRelation
-
+) -> tuple[_Relation, bool] | None:
+    """Which relation of ``owner`` produced ``queryset`` (a related manager's queryset, a
+    reverse one-to-one ``get``, or a prefetch query), and whether it was a prefetch. Django
+    marks such querysets with ``_hints["instance"]`` (a prefetch: its first instance); the
+    candidate is confirmed by the filter the manager added, on the field the relation
+    joins by, so a coincidental hint (``refresh_from_db``, a router hint) is never mistaken
+    for a relation. A prefetch filters that field with ``__in``; a manager with ``=``."""
     owner_cls = type(owner)
     candidates = _candidates(owner_cls, queryset.model)
     if not candidates:
         return None
-    targets = _where_targets(queryset)
+    conditions = _where_lookups(queryset)
     keys = {lookup.split("__", 1)[0] for lookup in lookups}
     for field in candidates:
-        if isinstance(field, GenericRelation):
-            object_id = field.related_model._meta.get_field(field.object_id_field_name)
-            confirmed = object_id in targets
-        elif field.many_to_many:
-            through = field.remote_field.through if not field.auto_created else field.through
-            confirmed = any(getattr(t, "model", None) is through for t in targets)
+        joined_by = _joining_field(field)
+        found = [name for target, name in conditions if target == joined_by]
+        prefetch = "in" in found
+        if field.many_to_one or (field.one_to_one and not field.auto_created):
+            confirmed = prefetch  # a forward read is its descriptor's, not a queryset's
+        elif field.one_to_many and not field.auto_created:  # generic relation
+            confirmed = bool(found)
         elif field.one_to_many:
-            confirmed = field.field in queryset._known_related_objects or field.field in targets
-        else:  # reverse one-to-one
-            confirmed = field.field.name in keys or field.field in targets
+            confirmed = bool(found) or field.field in queryset._known_related_objects
+        elif field.one_to_one:  # reverse one-to-one
+            confirmed = bool(found) or field.field.name in keys
+        else:
+            confirmed = bool(found)
         if confirmed:
-            return _relation(field, owner_cls)
+            return _relation(field, owner_cls), prefetch
     return None
+
+
+def _joining_field(field: Any) -> Any:
+    """The field of the queried model that a relation's manager or prefetch filters on:
+    the reverse side's foreign key, the through table's foreign key for a many-to-many
+    side, the object id of a generic relation, the target of a forward foreign key."""
+    from django.contrib.contenttypes.fields import GenericRelation
+
+    if isinstance(field, GenericRelation):
+        return field.related_model._meta.get_field(field.object_id_field_name)
+    if field.many_to_many:
+        through = field.through if field.auto_created else field.remote_field.through
+        return through._meta.get_field(_m2m_side_name(field))
+    if field.auto_created:  # reverse foreign key or one-to-one
+        return field.field
+    return field.target_field
+
+
+def _m2m_side_name(field: Any) -> str:
+    """The through table's foreign key a many-to-many side's manager filters on: the
+    source one for the forward field, the target one for its reverse (``ManyToManyRel``).
+    On a self-referential relation both point at the same model, so only this name tells
+    ``following`` from ``followers``."""
+    if isinstance(field, models.ManyToManyRel):
+        return field.field.m2m_reverse_field_name()
+    return field.m2m_field_name()  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- origins
@@ -598,17 +661,22 @@ def _complete(event: _Event) -> None:
         return
     kwargs = event.args or {}
     owner = queryset._hints.get("instance")
-    generic = _generic_owners.get(queryset) if owner is None else None
+    generic = _generic_owners.get(queryset)
+    prefetch = False
     if generic is not None:
         owner = generic[0]
         event.relation = _relation(generic[1], type(owner))
     elif isinstance(owner, models.Model):
-        event.relation = _relation_for_queryset(owner, queryset, kwargs)
+        found = _relation_for_queryset(owner, queryset, kwargs)
+        if found is not None:
+            event.relation, prefetch = found
     if isinstance(owner, models.Model) and event.relation is not None:
         event.owner = owner
         rel = event.relation
         cache = event.prefetched or ()
-        if rel.name in cache or (rel.query_name and rel.query_name in cache):
+        if prefetch:
+            event.detail = _PREFETCH_OBJECTS
+        elif rel.name in cache or (rel.query_name and rel.query_name in cache):
             event.detail = ("refiltered",)
     else:
         event.detail = tuple(_where_targets(queryset))
@@ -666,13 +734,21 @@ def _through_relation(through: Any, targets: tuple[Any, ...]) -> _Relation | Non
                 continue
             if target.name == field.m2m_field_name():
                 return _relation(field, owner_model)
-            return _relation(field.remote_field, start)
+            if target.name != field.m2m_reverse_field_name():
+                continue
+            if not field.remote_field.hidden:
+                return _relation(field.remote_field, start)
+            if field.remote_field.symmetrical:
+                # Rows go both ways: reading from the target side reads the field itself.
+                return _relation(field, owner_model)
+            return None  # a hidden "+" reverse has no accessor the code could have read
     return None
 
 
 # A GenericRelation's manager adds no ``instance`` hint to its querysets (unlike every
-# other related manager), so its querysets are remembered here, weakly, while a scope is
-# active. Querysets cloned from it (``.filter()``) are attributed by model only.
+# other related manager), so while a scope is active its querysets are remembered here,
+# weakly, with their field, and given the hint, so that the querysets cloned from them
+# (``.filter()``, ``.first()``, ``.values()``) are attributed like any related manager's.
 _generic_owners: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -688,6 +764,9 @@ def _generic_manager_factory(original: Callable[..., Any]) -> Callable[..., Any]
                 queryset = super()._apply_rel_filters(queryset)
                 if _scope_var.get() is not None:
                     _generic_owners[queryset] = (self.instance, rel.field)
+                    # A new dict: clones share theirs. Routers never see the hint: the
+                    # manager has pinned the queryset's database with using().
+                    queryset._hints = {**queryset._hints, "instance": self.instance}
                 return queryset
 
         AttributedGenericManager.__name__ = manager_class.__name__
@@ -790,6 +869,31 @@ def _generic_foreign_key_get(original: Callable[..., Any]) -> Callable[..., Any]
             _end(event, token)
         event.result = result
         return result
+
+    return wrapper
+
+
+def _generic_foreign_key_prefetch(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``get_prefetch_querysets`` of a generic foreign key (on its descriptor in Django
+    6.1). Its queries carry no ``instance`` hint to name the relation by, so a
+    ``prefetch_related_objects(...)`` called from user code is noted here; a
+    ``prefetch_related()`` runs inside an evaluation and records nothing."""
+
+    @functools.wraps(original)
+    def wrapper(self: Any, instances: Any, *args: Any, **kwargs: Any) -> Any:
+        if _scope_var.get() is None or not instances:
+            return original(self, instances, *args, **kwargs)
+        event = _begin("forward", type(instances[0]))
+        if event is None:
+            return original(self, instances, *args, **kwargs)
+        event.owner = instances[0]
+        event.field = getattr(self, "field", self)  # the descriptor's field on 6.1
+        event.detail = _PREFETCH_OBJECTS
+        token = _active.set(event)
+        try:
+            return original(self, instances, *args, **kwargs)
+        finally:
+            _end(event, token)
 
     return wrapper
 
@@ -933,6 +1037,10 @@ def install() -> None:
         _patch(rd.ForwardOneToOneDescriptor, "get_object", _forward_get_object)
         gfk_descriptor = getattr(generic, "GenericForeignKeyDescriptor", GenericForeignKey)
         _patch(gfk_descriptor, "__get__", _generic_foreign_key_get)
+        for gfk_prefetch in (gfk_descriptor, GenericForeignKey):
+            if "get_prefetch_querysets" in gfk_prefetch.__dict__:
+                _patch(gfk_prefetch, "get_prefetch_querysets", _generic_foreign_key_prefetch)
+                break
         _patch(generic, "create_generic_related_manager", _generic_manager_factory)
         _patch(models.Model, "refresh_from_db", _model_method("refresh"))
         _patch(models.Model, "save_base", _model_method("save"))
@@ -1038,6 +1146,8 @@ def _describe(event: _Event) -> _Cause:
             suggestion = f".annotate(has_{rel.query_name}=Exists({inner}))"
         elif kind == "aggregate" and rel.query_name:
             suggestion = _annotate_aggregates(event.detail, _lookup(origin, rel.query_name))
+        elif event.detail == _PREFETCH_OBJECTS:
+            suggestion = _prefetch_objects_fix(rel)
         elif event.detail == ("refiltered",):
             path, _ = _path(origin, rel)
             suggestion = (
@@ -1075,6 +1185,20 @@ def _describe(event: _Event) -> _Cause:
         )
     code, alternative = _lookup_fix(event, name)
     return _Cause(label, None, code, parent, alternative)
+
+
+#: ``_Event.detail`` of a ``prefetch_related_objects([obj], ...)`` call: one per instance.
+_PREFETCH_OBJECTS = ("prefetch_related_objects",)
+
+
+def _prefetch_objects_fix(rel: _Relation) -> str:
+    """One call on every instance instead of one per instance. The variable holding them
+    cannot be known, so the list is named by its model."""
+    model = rel.owner.rpartition(".")[2]
+    return (
+        f'prefetch_related_objects(<list of {model}>, "{rel.name}")'
+        "  # one call on the whole list, before the loop"
+    )
 
 
 def _annotate_aggregates(detail: Any, prefix: str) -> str:

@@ -44,7 +44,9 @@ SQL_REINDENT_LIMIT = 4_000
 SQL_DISPLAY_LIMIT = 20_000
 
 _STATS_KEY = "report"
-_INDEX_RE = re.compile(r"models\.\w*Index\(.*\)")
+# The line to paste: a Meta.indexes entry, or the RunSQL operation for a model the user
+# does not own.
+_INDEX_RE = re.compile(r"(?:models\.\w*Index|migrations\.RunSQL)\(.*\)")
 
 
 def hide_from_toolbar_stacks() -> None:
@@ -236,7 +238,7 @@ def _finding_context(finding: Finding) -> dict[str, Any]:
         # The producer's own code snippet when it has one, else the shared formatter's advice.
         "fix": getattr(finding, "suggestion", "") or _fix_line(text),
         "sql": format_sql(getattr(finding, "sql", "") or ""),
-        # What to paste into ``Meta.indexes``, without the advice around it.
+        # What to paste (into ``Meta.indexes``, or a migration), without the advice around it.
         "index_line": _index_line(getattr(finding, "suggestion", "") or ""),
     }
 

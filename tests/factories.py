@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import factory
 
-from tests.testapp.models import Author, Book, Listing, Profile, Publisher, Review, Tag
+from tests.testapp.models import (
+    Author,
+    Book,
+    Listing,
+    Member,
+    Profile,
+    Publisher,
+    Review,
+    Tag,
+)
 
 
 class PublisherFactory(factory.django.DjangoModelFactory):
@@ -72,3 +81,10 @@ class ListingFactory(factory.django.DjangoModelFactory):
     zip_code = factory.Sequence(lambda n: f"Z{n:05d}")
     price = factory.Sequence(lambda n: 100 + n)
     owner = factory.SubFactory(AuthorFactory)
+
+
+class MemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Member
+
+    name = factory.Sequence(lambda n: f"member{n}")

@@ -4,20 +4,24 @@ index, as a migration would, makes the finding go away."""
 
 from __future__ import annotations
 
+import ast
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
+from debug_toolbar.models import HistoryEntry
+from django.contrib.auth.models import Permission, User
 from django.db import connection, models
 from django.db.models import Count, Q
 from django.db.models.functions import Upper
 
 from django_nplusone_guard import capture
 from django_nplusone_guard.explain import clear_cache
+from django_nplusone_guard.explain.base import is_users_model
 from django_nplusone_guard.report import MissingIndex, Report
 from tests.factories import AuthorFactory, ListingFactory, ReviewFactory
 from tests.testapp.models import Author, Listing, Review, Shelf
@@ -342,3 +346,99 @@ def test_statements_on_another_alias_are_explained_there():
     with capture(explain=True) as report:
         list(Author.objects.using("other").filter(email="a@example.com"))
     assert [(f.alias, f.columns) for f in report.missing_indexes] == [("other", ("email",))]
+
+
+# --------------------------------------------------------------------------- not your model
+
+
+def run_sql_statements(finding: MissingIndex) -> tuple[str, str]:
+    """The CREATE and DROP statements of a ``migrations.RunSQL(...)`` suggestion, read the
+    way Python would read the pasted line."""
+    match = re.search(r"migrations\.RunSQL\((.*)\)$", finding.suggestion)
+    assert match, finding.suggestion
+    call = ast.parse(f"RunSQL({match.group(1)})", mode="eval").body
+    assert isinstance(call, ast.Call)
+    create = ast.literal_eval(call.args[0])
+    (reverse,) = [k for k in call.keywords if k.arg == "reverse_sql"]
+    return create, ast.literal_eval(reverse.value)
+
+
+def users_by_first_name() -> Any:
+    return User.objects.filter(first_name="Ada")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contrib_model_gets_a_run_sql_migration_that_works_and_reverses():
+    User.objects.create(username="ada", first_name="Ada")
+    finding = only(explain(users_by_first_name))
+    assert (finding.model, finding.table, finding.columns) == (
+        "auth.User",
+        "auth_user",
+        ("first_name",),
+    )
+    assert finding.suggestion.startswith(
+        "auth.User is not your model (it comes from django.contrib.auth): add the index from "
+        "a migration in one of your apps, depending on the auth app's latest migration"
+    )
+    assert "Meta.indexes" not in finding.suggestion
+    create, drop = run_sql_statements(finding)
+    quote = connection.ops.quote_name
+    name = quote("auth_user_first_name_idx")
+    assert create == f"CREATE INDEX {name} ON {quote('auth_user')} ({quote('first_name')});"
+    if connection.vendor == "mysql":
+        assert drop == f"DROP INDEX {name} ON {quote('auth_user')};"
+    else:
+        assert drop == f"DROP INDEX {name};"
+    assert ("CONCURRENTLY" in finding.suggestion) == (connection.vendor == "postgresql")
+
+    def indexes() -> set[str]:
+        with connection.cursor() as cursor:
+            return set(connection.introspection.get_constraints(cursor, "auth_user"))
+
+    with connection.cursor() as cursor:
+        cursor.execute(create)
+    try:
+        assert "auth_user_first_name_idx" in indexes()
+        clear_cache()
+        assert explain(users_by_first_name).missing_indexes == []
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(drop)
+    # Not EXPLAINed again: SQLite's cached EXPLAIN statement keeps a dropped index's plan.
+    assert "auth_user_first_name_idx" not in indexes()
+
+
+def test_a_contrib_model_suggestion_keeps_a_descending_sort_column(db):
+    User.objects.create(username="ada", first_name="Ada")
+    report = explain(
+        lambda: User.objects.filter(first_name="Ada").order_by("-date_joined", "id")[:5]
+    )
+    create, _ = run_sql_statements(only(report))
+    quote = connection.ops.quote_name
+    assert f"({quote('first_name')}, {quote('date_joined')} DESC" in create
+
+
+def test_a_model_of_the_project_keeps_the_meta_indexes_suggestion(listings):
+    finding = only(explain(lambda: Listing.objects.filter(city="Leeds")))
+    assert "RunSQL" not in finding.suggestion
+    assert finding.suggestion.startswith("add to testapp.Listing Meta.indexes")
+
+
+def test_run_sql_suggestion_survives_a_json_round_trip_and_the_text_formatter(db):
+    User.objects.create(username="ada", first_name="Ada")
+    report = explain(users_by_first_name)
+    again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again.missing_indexes == report.missing_indexes
+    assert "  Fix: auth.User is not your model" in str(report)
+
+
+@pytest.mark.parametrize(
+    ("model", "users"),
+    [
+        pytest.param(Listing, True, id="project-app"),
+        pytest.param(User, False, id="django-contrib"),
+        pytest.param(HistoryEntry, False, id="installed-package"),
+    ],
+)
+def test_whose_model_it_is(model, users):
+    assert is_users_model(model) is users

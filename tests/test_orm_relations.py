@@ -7,14 +7,23 @@ fixed loop is clean; one object's access is not flagged.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
-from django.db.models import Prefetch
+from django.db.models import Count, Exists, OuterRef, Prefetch, prefetch_related_objects
 
 from django_nplusone_guard import capture
 from django_nplusone_guard.orm import HAS_FETCH_MODES
-from tests.factories import AuthorFactory, BookFactory, ProfileFactory, ReviewFactory, TagFactory
+from tests.factories import (
+    AuthorFactory,
+    BookFactory,
+    MemberFactory,
+    ProfileFactory,
+    ReviewFactory,
+    TagFactory,
+)
 from tests.orm_expect import PEERS, only_nplusone, site
-from tests.testapp.models import Author, Book, Comment, Profile, Review, Tag
+from tests.testapp.models import Author, Book, Comment, Member, Profile, Review, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -379,3 +388,188 @@ def test_single_partial_select_related_is_not_flagged(library):
         book = Book.objects.select_related("author").get(pk=library[0].pk)
         _ = book.author.profile.bio
     assert report.nplusones == []
+
+
+# --------------------------------------------------------------------------- self M2M
+
+
+@pytest.fixture
+def members(db):
+    """Five members; each follows and mentors every later one, so every side of those
+    relations differs per member (``following`` is not ``followers``), and blocks the
+    next one (symmetrical: the block shows from both ends)."""
+    found = MemberFactory.create_batch(5)
+    for index, member in enumerate(found):
+        later = found[index + 1 :]
+        member.following.add(*later)
+        member.mentors.add(*later)
+        if later:
+            member.blocked.add(later[0])
+    return found
+
+
+def _rows_by_member(members: Iterable[Member], accessor: str) -> dict[int, list[int]]:
+    return {m.pk: sorted(r.pk for r in getattr(m, accessor).all()) for m in members}
+
+
+# Each side of each self-referential many-to-many as code spells it; "member_set" is the
+# reverse of ``mentors``, which has no related_name.
+SELF_SIDES = [
+    pytest.param("following", "following", id="forward"),
+    pytest.param("followers", "followers", id="reverse-related-name"),
+    pytest.param("blocked", "blocked", id="symmetrical"),
+    pytest.param("mentors", "mentors", id="forward-no-related-name"),
+    pytest.param("member_set", "member", id="reverse-default-accessor"),
+]
+
+
+@pytest.mark.parametrize(("accessor", "query_name"), SELF_SIDES)
+def test_self_many_to_many_names_the_side_read(members, accessor, query_name):
+    with capture() as report:
+        for member in Member.objects.order_by("pk"):  # self-parent
+            _ = [str(row) for row in getattr(member, accessor).all()]  # self-access
+    finding = only_nplusone(report)
+    assert finding.relation == f"testapp.Member.{accessor}"
+    assert finding.count == 5
+    assert finding.callsite == at("self-access", "test_self_many_to_many_names_the_side_read")
+    assert finding.parent_callsite == at(
+        "self-parent", "test_self_many_to_many_names_the_side_read"
+    )
+    assert finding.suggestion == f'.prefetch_related("{accessor}")'
+
+
+@pytest.mark.parametrize(("accessor", "query_name"), SELF_SIDES)
+def test_self_many_to_many_prefetch_of_the_side_read_is_clean(members, accessor, query_name):
+    expected = _rows_by_member(Member.objects.all(), accessor)
+    with capture() as report:
+        fixed = list(Member.objects.prefetch_related(accessor))
+        assert _rows_by_member(fixed, accessor) == expected
+    assert report.nplusones == []
+
+
+@pytest.mark.parametrize(("accessor", "query_name"), SELF_SIDES)
+def test_self_many_to_many_count_names_the_side_counted(members, accessor, query_name):
+    with capture() as report:
+        for member in Member.objects.order_by("pk"):  # self-count-parent
+            getattr(member, accessor).count()  # self-count
+    finding = only_nplusone(report)
+    assert finding.relation == f"testapp.Member.{accessor}"
+    assert finding.count == 5
+    assert finding.callsite == at(
+        "self-count", "test_self_many_to_many_count_names_the_side_counted"
+    )
+    assert finding.suggestion == f'.annotate({query_name}_count=Count("{query_name}"))'
+
+
+@pytest.mark.parametrize(("accessor", "query_name"), SELF_SIDES)
+def test_self_many_to_many_count_fix_counts_the_same_side(members, accessor, query_name):
+    expected = {m.pk: getattr(m, accessor).count() for m in Member.objects.all()}
+    with capture() as report:
+        fixed = Member.objects.annotate(**{f"{query_name}_count": Count(query_name)})
+        assert {m.pk: getattr(m, f"{query_name}_count") for m in fixed} == expected
+    assert report.nplusones == []
+
+
+@pytest.mark.parametrize(
+    ("accessor", "back_filter"),
+    [
+        pytest.param("following", "followers", id="forward"),
+        pytest.param("followers", "following", id="reverse-related-name"),
+        pytest.param("blocked", "blocked", id="symmetrical"),
+        pytest.param("mentors", "member", id="forward-no-related-name"),
+        pytest.param("member_set", "mentors", id="reverse-default-accessor"),
+    ],
+)
+def test_self_many_to_many_exists_fix_filters_back_along_the_side_read(
+    members, accessor, back_filter
+):
+    expected = {m.pk: getattr(m, accessor).exists() for m in Member.objects.all()}
+    with capture() as report:
+        for member in Member.objects.order_by("pk"):
+            getattr(member, accessor).exists()
+    finding = only_nplusone(report)
+    assert finding.relation == f"testapp.Member.{accessor}"
+    inner = f'Member.objects.filter({back_filter}=OuterRef("pk"))'
+    assert finding.suggestion.endswith(f"=Exists({inner}))")
+    fixed = Member.objects.annotate(
+        has=Exists(Member.objects.filter(**{back_filter: OuterRef("pk")}))
+    )
+    assert {m.pk: m.has for m in fixed} == expected
+
+
+def test_symmetrical_many_to_many_read_from_the_through_table_is_named_by_its_field(members):
+    through = Member.blocked.through
+    with capture() as report:
+        for member in Member.objects.order_by("pk"):
+            through.objects.filter(to_member=member).count()  # self-through
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Member.blocked"
+    assert "+" not in finding.suggestion
+
+
+# --------------------------------------------------------------------------- prefetch per row
+
+PER_INSTANCE_FIX = "  # one call on the whole list, before the loop"
+
+# (model looped over, lookup given to prefetch_related_objects): one query per instance
+PREFETCHED_ONE_BY_ONE = [
+    pytest.param(Book, "author", id="forward-fk"),
+    pytest.param(Profile, "author", id="forward-o2o"),
+    pytest.param(Author, "profile", id="reverse-o2o"),
+    pytest.param(Author, "book_set", id="reverse-fk"),
+    pytest.param(Book, "reviews", id="reverse-fk-related-name"),
+    pytest.param(Book, "tags", id="m2m-forward"),
+    pytest.param(Tag, "book_set", id="m2m-reverse"),
+    pytest.param(Book, "comments", id="generic-relation"),
+    pytest.param(Comment, "content_object", id="generic-foreign-key"),
+]
+
+
+@pytest.mark.parametrize(("model", "lookup"), PREFETCHED_ONE_BY_ONE)
+def test_prefetch_related_objects_per_instance_names_the_relation(library, model, lookup):
+    with capture() as report:
+        for owner in model.objects.order_by("pk"):  # pro-parent
+            prefetch_related_objects([owner], lookup)  # pro-access
+    finding = only_nplusone(report)
+    assert finding.relation == f"{model._meta.label}.{lookup}"
+    assert finding.count == model.objects.count()
+    assert finding.callsite == at(
+        "pro-access", "test_prefetch_related_objects_per_instance_names_the_relation"
+    )
+    assert finding.parent_callsite == at(
+        "pro-parent", "test_prefetch_related_objects_per_instance_names_the_relation"
+    )
+    assert finding.suggestion == (
+        f'prefetch_related_objects(<list of {model.__name__}>, "{lookup}")' + PER_INSTANCE_FIX
+    )
+
+
+@pytest.mark.parametrize(("model", "lookup"), PREFETCHED_ONE_BY_ONE)
+def test_prefetch_related_objects_on_the_whole_list_is_clean(library, model, lookup):
+    with capture() as report:
+        owners = list(model.objects.order_by("pk"))
+        prefetch_related_objects(owners, lookup)
+        for owner in owners:
+            related = getattr(owner, lookup)
+            _ = list(related.all()) if hasattr(related, "all") else str(related)
+    assert report.nplusones == []
+    assert report.query_count <= 3  # the list, the prefetch (two for a generic foreign key)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda book: list(book.comments.filter(text="on a book")), id="filter"),
+        pytest.param(lambda book: book.comments.order_by("pk").first(), id="first"),
+        pytest.param(lambda book: list(book.comments.values_list("text")), id="values"),
+    ],
+)
+def test_generic_relation_queryset_derived_per_instance_names_the_relation(library, read):
+    with capture() as report:
+        for book in Book.objects.order_by("pk"):  # gr-parent
+            read(book)  # gr-access
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.comments"
+    assert finding.parent_callsite == at(
+        "gr-parent", "test_generic_relation_queryset_derived_per_instance_names_the_relation"
+    )

@@ -416,6 +416,38 @@ def test_copy_as_text_is_the_shared_formatter_output(toolbar_on):
         assert f'data-copy="{escape(format_finding(finding))}"' in content
 
 
+def test_index_on_a_model_the_user_does_not_own_copies_the_run_sql_operation(toolbar_on):
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.utils.html import escape
+
+    from django_nplusone_guard.explain import backend_for
+    from django_nplusone_guard.explain.base import run_sql_suggestion
+
+    backend = backend_for(connection.vendor)
+    assert backend is not None
+    suggestion = run_sql_suggestion(
+        backend, connection, User, "auth_user", ["first_name"], ["first_name"]
+    )
+    operation = suggestion[suggestion.index("migrations.RunSQL(") :]
+    assert operation.endswith(")")
+    finding = MissingIndex(
+        model="auth.User",
+        table="auth_user",
+        columns=("first_name",),
+        fields=("first_name",),
+        reason="full scan",
+        plan="SCAN auth_user",
+        sql='SELECT * FROM "auth_user" WHERE "first_name" = %s',
+        callsite="shop/views.py:70 in staff",
+        suggestion=suggestion,
+    )
+    content = _record(Report(missing_indexes=[finding], query_count=1)).content
+    # The whole advice is shown; the copy button copies the operation alone.
+    assert f"<code>{escape(suggestion)}</code>" in content
+    assert f'data-copy="{escape(operation)}"' in content
+
+
 def test_hostile_values_render_as_text(toolbar_on):
     report = Report(
         nplusones=[

@@ -11,7 +11,8 @@ One statement goes through :meth:`ExplainBackend.analyse`:
    index serving its filter", "this sort under LIMIT had no index".
 3. This module crosses signals with the statement's columns and the table's existing indexes
    (introspection) and builds at most one :class:`MissingIndex` per table instance, with an
-   exact ``models.Index`` line.
+   exact ``models.Index`` line, or, for a model the user does not own (``django.contrib``,
+   an installed package), a ``migrations.RunSQL`` operation for one of their own apps.
 
 Signals are structural (a scan *with a filter*, a sort *under LIMIT*), never cost-based, and a
 candidate is dropped when an existing index already starts with one of its filter columns,
@@ -25,6 +26,7 @@ import hashlib
 import inspect
 import os
 import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -38,7 +40,7 @@ from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
-from ..capture import suppressed
+from ..capture import _library_paths, suppressed
 from ..orm import model_for_table
 from ..report import MissingIndex
 from .sql import EQ, JOIN, PREFIX, RANGE, Block, Predicate, Statement, parse_statement
@@ -135,6 +137,15 @@ class ExplainBackend:
 
     def blocker_hint(self, model: type[models.Model] | None, predicate: Predicate) -> str:
         """Extra advice for a term no B-tree index can serve (PostgreSQL: trigram)."""
+        return ""
+
+    def drop_index_sql(self, name: str, table: str) -> str:
+        """``DROP INDEX`` for quoted names, to undo a ``RunSQL`` suggestion."""
+        return f"DROP INDEX {name};"
+
+    def create_index_note(self) -> str:
+        """Advice on building an index from a hand-written migration (PostgreSQL: on a busy
+        table, ``CONCURRENTLY``)."""
         return ""
 
     # ------------------------------------------------------------------ the pipeline
@@ -368,7 +379,13 @@ class _Findings:
             plan=" | ".join(_unique(s.plan for s in signals))[:500],
             sql=self.sql,
             callsite="",
-            suggestion=suggestion(model, field_names),
+            suggestion=(
+                suggestion(model, field_names)
+                if is_users_model(model)
+                else run_sql_suggestion(
+                    self.backend, self.cursor.db, model, table, columns, field_names
+                )
+            ),
             rows_estimate=max(estimates) if estimates else None,
             alias=self.cursor.db.alias,
         )
@@ -470,6 +487,69 @@ def _model_file(model: type[models.Model]) -> str | None:
         return None
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+@lru_cache(maxsize=256)
+def is_users_model(model: type[models.Model]) -> bool:
+    """Whether the model's source is the user's to edit: not Django's (``django.contrib``)
+    and not an installed package's (a file under the paths the call-site walk treats as
+    libraries: the standard library, site-packages and dist-packages). A model whose file
+    cannot be found counts as the user's."""
+    module_name = model.__module__
+    if module_name == "django" or module_name.startswith("django."):
+        return False
+    path = getattr(sys.modules.get(module_name), "__file__", None)
+    if not path:
+        return True
+    return not os.path.realpath(path).startswith(_library_paths())
+
+
+def run_sql_suggestion(
+    backend: ExplainBackend,
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    table: str,
+    columns: Sequence[str],
+    field_names: Sequence[str],
+) -> str:
+    """For a model the user does not own, whose ``Meta.indexes`` they cannot edit: a
+    ``RunSQL`` operation for a migration in one of their own apps, in the vendor's
+    syntax, with the ``DROP INDEX`` that reverses it."""
+    quote = connection.ops.quote_name
+    meta = model._meta
+    name = _table_index_name(table, columns, connection.ops.max_name_length() or 63)
+    listed = ", ".join(
+        quote(column) + (" DESC" if field.startswith("-") else "")
+        for column, field in zip(columns, field_names, strict=True)
+    )
+    create = f"CREATE INDEX {quote(name)} ON {quote(table)} ({listed});"
+    drop = backend.drop_index_sql(quote(name), quote(table))
+    source = meta.app_config.name if meta.app_config is not None else model.__module__
+    note = backend.create_index_note()
+    return (
+        f"{meta.label} is not your model (it comes from {source}): add the index from a "
+        f"migration in one of your apps, depending on the {meta.app_label} app's latest "
+        f"migration{f' ({note})' if note else ''}: migrations.RunSQL({_python_str(create)}, "
+        f"reverse_sql={_python_str(drop)})"
+    )
+
+
+def _table_index_name(table: str, columns: Sequence[str], limit: int) -> str:
+    """``<table>_<columns>_idx``: the index lives in the user's migration but on another
+    app's table, so the table names it (index names share one namespace per schema on
+    PostgreSQL and SQLite). Shortened with a digest past the vendor's identifier limit."""
+    base = re.sub(r"[^a-z0-9_]", "_", "_".join([table, *columns]).lower())
+    if not base[:1].isalpha():
+        base = "ix_" + base
+    if len(base) + len("_idx") <= limit:
+        return base + "_idx"
+    digest = hashlib.blake2b(base.encode(), digest_size=3).hexdigest()
+    return f"{base[: limit - 12].rstrip('_')}_{digest}_idx"
+
+
+def _python_str(text: str) -> str:
+    """A Python string literal for ``text``, in double quotes unless it holds some."""
+    return f'"{text}"' if '"' not in text and "\\" not in text else repr(text)
 
 
 def suggestion(model: type[models.Model], field_names: Sequence[str]) -> str:

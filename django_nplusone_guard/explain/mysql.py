@@ -50,6 +50,9 @@ class MySQLExplain(ExplainBackend):
             return with_max_statement_time("EXPLAIN FORMAT=JSON " + sql, timeout_ms)
         return "EXPLAIN FORMAT=JSON " + with_execution_time_hint(sql, timeout_ms)
 
+    def drop_index_sql(self, name: str, table: str) -> str:
+        return f"DROP INDEX {name} ON {table};"
+
     def parse_plan(self, rows: Sequence[Sequence[Any]]) -> list[PlanSignal]:
         document = rows[0][0] if rows and rows[0] else "{}"
         if isinstance(document, bytes):

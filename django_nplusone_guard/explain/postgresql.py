@@ -78,6 +78,12 @@ class PostgreSQLExplain(ExplainBackend):
         )
         return {row[0] for row in cursor.fetchall()}
 
+    def create_index_note(self) -> str:
+        return (
+            "on a large table in use, CREATE INDEX CONCURRENTLY does not block writes, but it "
+            "cannot run in a transaction: give that migration atomic = False"
+        )
+
     def blocker_hint(self, model: type[models.Model] | None, predicate: Predicate) -> str:
         """Trigram indexes serve ``LIKE '%x%'``, and on ``UPPER(col)`` Django's icontains."""
         upper = predicate.kind == FUNCTION and predicate.detail.startswith("UPPER(column) LIKE")

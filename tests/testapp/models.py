@@ -117,3 +117,19 @@ class Shelf(models.Model):
     owner = models.ForeignKey(
         Author, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
     )
+
+
+class Member(models.Model):
+    """For self-referential many-to-many tests: both sides of an asymmetrical relation
+    (``following`` / ``followers``), a symmetrical one (``blocked``, whose reverse is a
+    hidden ``+`` accessor) and one whose reverse accessor Django names (``member_set``)."""
+
+    name = models.CharField(max_length=50, default="")
+    following = models.ManyToManyField(
+        "self", symmetrical=False, related_name="followers", blank=True
+    )
+    blocked = models.ManyToManyField("self", blank=True)
+    mentors = models.ManyToManyField("self", symmetrical=False, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
