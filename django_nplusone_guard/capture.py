@@ -146,9 +146,9 @@ class Scope:
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
         # Statement text -> the last full walk made for it (see ``_record``).
         self.walks: dict[Any, Anchor] = {}
-        # id(stack) -> the library function the stack's first entry called (its code and
-        # module), noted by full walks: whether a repeat is the user's loop or a library's.
-        self.entries: dict[int, tuple[CodeType, str]] = {}
+        # id(stack) -> the module of the function each stack entry called, noted by full
+        # walks: whether a repeat is the user's loop or a library's.
+        self.entries: dict[int, tuple[str, ...]] = {}
         # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
         # The task, in async code; asked only with a loop running (without one,
@@ -351,7 +351,7 @@ def _walk(
     base: FrameType | None,
     async_scope: bool = False,
     hook: FrameType | None = None,
-) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None, FrameType | None]:
+) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None, list[Any]]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
     run while a connection is being set up. For a scope opened in async code
@@ -363,7 +363,7 @@ def _walk(
     code between that call and the statement; -1: not passed), and the fifth the template
     node being rendered where the call was made, so the ORM layer needs no walk of its own.
     The last item is the frame the stack's first entry called (the library function a user
-    line entered), if any.
+    line entered), and of each later entry: the frames each entry called.
 
     A user frame that called the next handler of the middleware chain is a middleware the
     statement passed through: it is skipped. A library frame that holds the user's object
@@ -382,9 +382,9 @@ def _walk(
     first_depth = hook_depth = render_depth = -1
     reusable = True  # False once the walk saw what only a full walk gets right
     below: FrameType | None = None  # the frame the current one called
-    entered: FrameType | None = None
+    entered: list[FrameType | None] = []
     if frame is None:
-        return (), None, False, -1, None, None, None
+        return (), None, False, -1, None, None, []
     kind_of = _frame_kinds.get
     for depth in range(MAX_WALK):
         code = frame.f_code
@@ -399,8 +399,7 @@ def _walk(
             pass  # a middleware passing the request on to the next handler
         else:
             if kind == _USER:
-                if not stack:
-                    entered = below
+                entered.append(below)
                 if first is None:
                     first, first_depth = frame, depth
                 lines = _user_lines.get(id(code))
@@ -417,8 +416,7 @@ def _walk(
             elif kind == _OWNER:
                 found = owners.entry(frame, _owner_readers.get(id(code)) or _no_owner)
                 if found:
-                    if not stack:
-                        entered = below
+                    entered.append(below)
                     stack.extend(found)
                     if len(stack) >= 2 * MAX_USER_FRAMES:
                         break
@@ -430,7 +428,7 @@ def _walk(
                 batch = frame
                 reusable = False
             elif kind == _CONNECT:
-                return None, None, False, -1, None, None, None
+                return None, None, False, -1, None, None, []
             elif kind == _HOP:
                 reusable = False
                 if async_scope:
@@ -645,10 +643,12 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
         if walked is None:
             return
         stack = walked
-        if entered is not None and stack:
-            scope.entries[id(stack)] = (
-                entered.f_code,
-                entered.f_globals.get("__name__") or "",
+        if stack:
+            scope.entries[id(stack)] = tuple(
+                ""
+                if frame is None or is_user_frame(frame)
+                else frame.f_globals.get("__name__", "")
+                for frame in entered
             )
         if anchor is not None and reuse and len(scope.walks) < MAX_WALKS_PER_SCOPE:
             scope.walks[sql] = anchor

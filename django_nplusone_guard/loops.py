@@ -211,7 +211,14 @@ def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
     subjects = [(orm.subject(event), event.owner) for event in events]
     about_rows = [(found, owner) for found, owner in subjects if found is not None]
     if about_rows and len(about_rows) * 2 >= len(subjects):
-        return _by_rows(about_rows, provenance)
+        verdict = _by_rows(about_rows, provenance)
+        if verdict is LOOP and not group.fp.is_read:
+            # Writes a library makes per item cannot be batched from the user's code; reads
+            # of the user's rows in a library's loop can, in the user's queryset.
+            library = library_writing(scope, group.stack)
+            if library is not None:
+                return Verdict("library", library, _advice(library, group))
+        return verdict
     library = library_of(scope, group.stack)
     if library is not None:
         return Verdict("library", library, _advice(library, group))
@@ -311,14 +318,32 @@ def library_of(scope: Scope, stack: tuple[Any, ...]) -> str | None:
         # A view's template is the user's own code, rendered after the view returned.
         return None if owner.role == "template" else _package(_library_base(owner.cls))
     entered = scope.entries.get(id(stack))
-    if entered is None:
+    if not entered or _per_call(entered[0]):
         return None
-    module = entered[1]
+    return _package(entered[0])
+
+
+def _per_call(module: str) -> bool:
     # Helpers of the user's own that STACK_IGNORE hides from call sites are theirs still.
     per_call = _PER_CALL_MODULES + conf.get_config().STACK_IGNORE
-    if any(module == m or module.startswith(m + ".") for m in per_call):
+    return any(module == m or module.startswith(m + ".") for m in per_call)
+
+
+def library_writing(scope: Scope, stack: tuple[Any, ...]) -> str | None:
+    """The library whose loop saves the rows, when the user's lines on the stack only
+    answer it: an override of ``save()`` that the library calls per item (django-taggit
+    saving one ``Tagged`` per tag), or a library-driven view. ``None`` when every line of
+    the user's calls the ORM itself, so the loop can be theirs."""
+    entered = scope.entries.get(id(stack))
+    if entered is None:
         return None
-    return _package(module)
+    for code, module in zip(stack[::2], entered, strict=False):
+        owner = owners.owner_of(code)
+        if owner is not None and owner.role != "template":
+            return _package(_library_base(owner.cls))
+        if module and not _per_call(module):
+            return _package(module)
+    return None
 
 
 def _library_base(cls: type) -> str:

@@ -1147,7 +1147,7 @@ def _describe(event: _Event) -> _Cause:
         elif kind == "aggregate" and rel.query_name:
             suggestion = _annotate_aggregates(event.detail, _lookup(origin, rel.query_name))
         elif event.detail == _PREFETCH_OBJECTS:
-            suggestion = _prefetch_objects_fix(rel)
+            return _Cause(rel.owner, rel.name, _prefetch_objects_fix(rel), parent, _ONCE)
         elif event.detail == ("refiltered",):
             path, _ = _path(origin, rel)
             suggestion = (
@@ -1195,10 +1195,10 @@ def _prefetch_objects_fix(rel: _Relation) -> str:
     """One call on every instance instead of one per instance. The variable holding them
     cannot be known, so the list is named by its model."""
     model = rel.owner.rpartition(".")[2]
-    return (
-        f'prefetch_related_objects(<list of {model}>, "{rel.name}")'
-        "  # one call on the whole list, before the loop"
-    )
+    return f'prefetch_related_objects(<list of {model}>, "{rel.name}")'
+
+
+_ONCE = "one call on the whole list, before the loop"
 
 
 def _annotate_aggregates(detail: Any, prefix: str) -> str:

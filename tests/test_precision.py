@@ -253,6 +253,37 @@ def test_formset_validation_is_a_library_duplicate_not_an_nplusone(books):
     assert [d.count for d in library] == [5], str(report)
 
 
+def test_formset_save_is_a_library_loop_of_writes(books):
+    """``formset.save()`` saves each changed form's row: Django's loop over the forms
+    posted, which the user's code cannot batch. Named after the library, with the line
+    that called it; not an N+1 that would fail a test."""
+    from tests.testapp.library_views import BookTitleFormSet
+
+    data = {"form-TOTAL_FORMS": "5", "form-INITIAL_FORMS": "5"}
+    for index, book in enumerate(sorted(books, key=lambda b: b.pk)):
+        data[f"form-{index}-id"] = str(book.pk)
+        data[f"form-{index}-title"] = f"{book.title} (2nd edition)"
+    formset = BookTitleFormSet(data, queryset=Book.objects.order_by("id"))
+    assert formset.is_valid()
+    with capture() as report:
+        formset.save()  # formset-save
+    assert report.nplusones == [], str(report)
+    [saves] = [d for d in report.duplicates if d.sql.startswith("UPDATE")]
+    assert (saves.kind, saves.library, saves.count) == ("library", "django.forms", 5)
+    assert saves.callsite == at("formset-save", "test_formset_save_is_a_library_loop_of_writes")
+
+
+def test_a_save_loop_of_the_users_own_stays_an_nplusone(books):
+    """The same writes from the user's own loop: theirs to batch with ``bulk_update``."""
+    with capture() as report:
+        for book in Book.objects.order_by("id"):
+            book.title += " (2nd edition)"
+            book.save()
+    finding = only_nplusone(report)
+    assert (finding.kind, finding.count) == ("write", 5)
+    assert finding.suggestion == 'Book.objects.bulk_update(objs, ["field", ...])'
+
+
 def test_drf_primary_key_validation_is_a_library_duplicate_not_an_nplusone(tags):
     """A DRF serializer with ``PrimaryKeyRelatedField(many=True)`` validates five posted
     tag ids with one ``get(pk=...)`` each: DRF's loop, not an N+1."""
@@ -418,9 +449,7 @@ def test_two_tags_counting_their_own_querysets_are_a_duplicate_not_at_the_middle
     [duplicate] = report.duplicates
     assert (duplicate.kind, duplicate.count, duplicate.model) == ("identical", 2, "testapp.Author")
     assert "middleware" not in duplicate.callsite
-    assert duplicate.callsite == site(
-        library_views.__file__, "navigation-view", "NavigationView"
-    )
+    assert duplicate.callsite == site(library_views.__file__, "navigation-view", "NavigationView")
 
 
 def test_the_middleware_line_is_never_a_call_site(settings, books):

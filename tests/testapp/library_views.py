@@ -118,4 +118,6 @@ def author_count_twice(request: HttpRequest, pk: int) -> HttpResponse:
     """``{{ author.book_set.count }}`` twice in one template (the number and its plural)."""
     from django.shortcuts import render
 
-    return render(request, "precision/author_count_twice.html", {"author": Author.objects.get(pk=pk)})
+    return render(
+        request, "precision/author_count_twice.html", {"author": Author.objects.get(pk=pk)}
+    )
