@@ -55,6 +55,11 @@ def _serializer_field(frame: FrameType) -> Found | None:
     return local.get("self"), "serializer", getattr(field, "field_name", None)
 
 
+def _bound_field(frame: FrameType) -> Found | None:
+    bound = frame.f_locals.get("self")
+    return getattr(bound, "form", None), "form", getattr(bound, "name", None)
+
+
 def _template_response_view(frame: FrameType) -> Found | None:
     context = getattr(frame.f_locals.get("self"), "context_data", None)
     if not isinstance(context, dict):
@@ -79,6 +84,7 @@ OWNER_FRAMES: dict[tuple[str, str], Callable[[FrameType], Found | None]] = {
     ("django.contrib.admin.templatetags.admin_list", "items_for_result"): _model_admin_of_cl(
         "list_display"
     ),
+    ("django.forms.boundfield", "BoundField.as_widget"): _bound_field,
     ("rest_framework.views", "APIView.dispatch"): _self_as("view"),
     ("rest_framework.serializers", "Serializer.to_representation"): _serializer_field,
 }
@@ -89,6 +95,7 @@ _QUERYSET_MEMBERS = {
     "template": ("queryset", "get_queryset", "model"),  # a view's template, rendered later
     "admin": ("list_select_related", "get_queryset"),
     "serializer": (),
+    "form": (),
 }
 
 
@@ -154,8 +161,9 @@ def owner_of(code: Any) -> OwnerSite | None:
 
 def fix_site(owner: OwnerSite) -> tuple[CodeType, int] | None:
     """The member of the owner's class where its queryset is made (``BookList.queryset``,
-    ``BookAdmin.list_select_related``), or the class itself when it defines none."""
-    return _entry(owner.cls, owner.role, None)
+    ``BookAdmin.list_select_related``, a form's field), or the class itself when it
+    defines none."""
+    return _entry(owner.cls, owner.role, owner.member if owner.role == "form" else None)
 
 
 def _entry(cls: type, role: str, member: str | None) -> tuple[CodeType, int] | None:

@@ -478,3 +478,35 @@ def test_a_related_count_read_twice_in_a_template_is_a_duplicate(db):
     [duplicate] = report.duplicates
     assert (duplicate.model, duplicate.field) == ("testapp.Author", "book_set")
     assert duplicate.count == 2
+
+
+# --------------------------------------------------------------------------- forms
+
+
+def test_a_select_whose_labels_read_a_relation_points_at_the_form_field(db):
+    """A ``ModelChoiceField`` renders one ``<option>`` per row, and the model's
+    ``__str__`` reads a foreign key: an N+1 whose line is ``__str__`` and whose fix goes in
+    the form field's queryset."""
+    from tests.factories import ReviewFactory
+
+    ReviewFactory.create_batch(4)
+    with capture() as report:
+        html = library_views.ReviewPickForm().as_p()
+    assert html.count("<option") == 5  # the four reviews and the empty choice
+    finding = only_nplusone(report)
+    assert finding.relation.endswith(".book")
+    assert finding.count == 4
+    assert finding.callsite == site(models.__file__, "review-choice-label", "ReviewChoice.__str__")
+    field = site(library_views.__file__, "pick-field", "ReviewPickForm.review")
+    assert field in finding.stack
+    assert gained(finding, "fix_at") == field
+    assert_precise_suggestion(finding, '.select_related("book")')
+
+
+def test_a_select_whose_queryset_joins_the_relation_is_clean(db):
+    from tests.factories import ReviewFactory
+
+    ReviewFactory.create_batch(4)
+    with capture() as report:
+        library_views.ReviewPickFormFixed().as_p()
+    assert_clean(report)

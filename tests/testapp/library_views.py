@@ -7,6 +7,7 @@ tests do not see them.
 
 from __future__ import annotations
 
+from django import forms
 from django.forms import modelformset_factory
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.generic import ListView, TemplateView
@@ -15,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tests.testapp.models import Author, Book, Tag
+from tests.testapp.models import Author, Book, ReviewChoice, Tag
 
 # --- DRF ----------------------------------------------------------------------------------
 
@@ -80,6 +81,19 @@ class FeaturedBookView(TemplateView):
 
     def featured_book(self) -> Book:
         return Book.objects.get(pk=self.kwargs["pk"])  # featured-book
+
+
+# --- forms ----------------------------------------------------------------------------------
+
+
+class ReviewPickForm(forms.Form):
+    """A ``<select>`` of reviews: each option's label reads the review's book."""
+
+    review = forms.ModelChoiceField(queryset=ReviewChoice.objects.order_by("id"))  # pick-field
+
+
+class ReviewPickFormFixed(forms.Form):
+    review = forms.ModelChoiceField(queryset=ReviewChoice.objects.select_related("book"))
 
 
 # --- model formsets -------------------------------------------------------------------------

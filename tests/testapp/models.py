@@ -70,6 +70,16 @@ class Review(models.Model):
     body = models.TextField(default="")
 
 
+class ReviewChoice(Review):
+    """A review as a ``<select>`` shows it: its label reads the book, once per option."""
+
+    class Meta:
+        proxy = True
+
+    def __str__(self) -> str:
+        return f"{self.book.title}: {self.rating}/5"  # review-choice-label
+
+
 class Counter(models.Model):
     """For transaction tests: ``UPDATE ... SET n = n + 1`` must run exactly once."""
 
