@@ -65,6 +65,8 @@ MAX_OVERFLOW_KEYS = 1_000
 #: A finding is one statement from one call stack, so its calls agree in practice; reading
 #: a call's template node costs a locals snapshot of a frame, so few are read.
 MAX_ATTRIBUTED_CALLS = 8
+#: Library frames noted above a stack's first entry (to name the library that called it).
+MAX_ABOVE = 24
 #: Walks remembered per scope (one per distinct statement text), to skip repeated walks.
 MAX_WALKS_PER_SCOPE = 256
 #: Rendered frames (``path:line in func``) kept; cleared when full.
@@ -146,9 +148,10 @@ class Scope:
         self._batch_frames: dict[tuple[Any, ...], tuple[FrameType, int]] = {}
         # Statement text -> the last full walk made for it (see ``_record``).
         self.walks: dict[Any, Anchor] = {}
-        # id(stack) -> the module of the function each stack entry called, noted by full
-        # walks: whether a repeat is the user's loop or a library's.
-        self.entries: dict[int, tuple[str, ...]] = {}
+        # id(stack) -> the module of the function each stack entry called, and the modules
+        # of the library code that called the first entry, noted by full walks: whether a
+        # repeat is the user's loop or a library's.
+        self.entries: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
         self.orm: Any = None
         # The task, in async code; asked only with a loop running (without one,
@@ -351,7 +354,9 @@ def _walk(
     base: FrameType | None,
     async_scope: bool = False,
     hook: FrameType | None = None,
-) -> tuple[tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None, list[Any]]:
+) -> tuple[
+    tuple[Any, ...] | None, Any, bool, int, Any, Anchor | None, tuple[list[Any], list[Any]]
+]:
     """User frames as a flat (code, line, code, line, ...) tuple, plus the outermost
     batching frame seen before the first user frame; ``None`` for the frames of a statement
     run while a connection is being set up. For a scope opened in async code
@@ -363,7 +368,8 @@ def _walk(
     code between that call and the statement; -1: not passed), and the fifth the template
     node being rendered where the call was made, so the ORM layer needs no walk of its own.
     The last item is the frame the stack's first entry called (the library function a user
-    line entered), and of each later entry: the frames each entry called.
+    line entered), and of each later entry: the frames each entry called; and the library
+    frames between the first entry and the next (whose code called the first entry).
 
     A user frame that called the next handler of the middleware chain is a middleware the
     statement passed through: it is skipped. A library frame that holds the user's object
@@ -383,8 +389,9 @@ def _walk(
     reusable = True  # False once the walk saw what only a full walk gets right
     below: FrameType | None = None  # the frame the current one called
     entered: list[FrameType | None] = []
+    above: list[FrameType] = []
     if frame is None:
-        return (), None, False, -1, None, None, []
+        return (), None, False, -1, None, None, ([], [])
     kind_of = _frame_kinds.get
     for depth in range(MAX_WALK):
         code = frame.f_code
@@ -395,6 +402,8 @@ def _walk(
             if frame is hook:
                 hook_at = len(stack)
                 hook_depth = depth
+            if len(entered) == 1 and len(above) < MAX_ABOVE:
+                above.append(frame)  # library code between the first entry and the next
         elif kind == _USER and below is not None and below.f_code in _pass_codes:
             pass  # a middleware passing the request on to the next handler
         else:
@@ -428,7 +437,7 @@ def _walk(
                 batch = frame
                 reusable = False
             elif kind == _CONNECT:
-                return None, None, False, -1, None, None, []
+                return None, None, False, -1, None, None, ([], [])
             elif kind == _HOP:
                 reusable = False
                 if async_scope:
@@ -455,7 +464,11 @@ def _walk(
         lasti = first.f_lasti
         fields = (first_depth, first, lasti, result, hook_depth, hook_at, render_depth, [0])
         anchor = _new_anchor(Anchor, fields)
-    return result, batch, hopped and async_scope, hook_at, node, anchor, entered
+    return result, batch, hopped and async_scope, hook_at, node, anchor, (entered, above)
+
+
+def _module(frame: FrameType) -> str:
+    return frame.f_globals.get("__name__") or ""
 
 
 def _no_owner(frame: FrameType) -> None:
@@ -644,11 +657,13 @@ def _record(scope: Scope, alias: str, sql: Any, params: Any, many: bool, duratio
             return
         stack = walked
         if stack:
-            scope.entries[id(stack)] = tuple(
-                ""
-                if frame is None or is_user_frame(frame)
-                else frame.f_globals.get("__name__", "")
-                for frame in entered
+            called, above = entered
+            scope.entries[id(stack)] = (
+                tuple(
+                    "" if frame is None or is_user_frame(frame) else _module(frame)
+                    for frame in called
+                ),
+                tuple(map(_module, above)),
             )
         if anchor is not None and reuse and len(scope.walks) < MAX_WALKS_PER_SCOPE:
             scope.walks[sql] = anchor

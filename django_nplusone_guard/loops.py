@@ -99,14 +99,13 @@ FOLDED = Verdict("folded")
 
 
 class Provenance:
-    """Values of the rows loaded in the scope, by the position of the first statement after
-    their evaluation: ``values_before(i)`` is what a statement at index ``i`` could have
-    taken its parameters from. Built on first use, only for groups that need it."""
+    """Where a group's values could have come from: the rows each evaluation of the scope
+    loaded (by the position of its first statement), and which evaluation loaded an
+    instance. Worked out on first use, only for the groups that ask."""
 
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
         self._loads: list[tuple[int, Any]] | None = None
-        self._cache: dict[int, frozenset[Any]] = {}
         self._origins: Any = None
 
     def loaded_by(self, instance: Any) -> object | None:
@@ -115,22 +114,23 @@ class Provenance:
             self._origins = orm.origins_of(self._scope)
         return orm.loaded_by(self._origins, instance)
 
-    def values_before(self, index: int) -> frozenset[Any]:
+    def loaded_before(self, index: int, wanted: set[Any]) -> set[Any]:
+        """Which of ``wanted`` are values of rows loaded before the statement at ``index``;
+        stops as soon as all are found (a loop's first rows hold its first values)."""
         if self._loads is None:
             self._loads = self._collect()
-        found = self._cache.get(index)
-        if found is None:
-            values: set[Any] = set()
-            budget = MAX_PROVENANCE_ROWS
-            for start, rows in self._loads:
-                if start >= index or budget <= 0:
-                    break
-                for row in rows:
-                    budget -= 1
-                    if budget < 0:
-                        break
-                    values.update(_row_values(row))
-            found = self._cache[index] = frozenset(values)
+        found: set[Any] = set()
+        budget = MAX_PROVENANCE_ROWS
+        for start, rows in self._loads:
+            if start >= index:
+                break
+            for row in rows:
+                budget -= 1
+                if budget < 0:
+                    return found
+                found.update(wanted.intersection(_row_values(row)))
+                if len(found) == len(wanted):
+                    return found
         return found
 
     def _collect(self) -> list[tuple[int, Any]]:
@@ -150,17 +150,16 @@ class Provenance:
 
 
 def _row_values(row: Any) -> Iterable[Any]:
-    """The scalar values of a loaded row: a model instance's fields (its pk, its foreign
-    keys' ids), a ``values()`` dict or a ``values_list()`` tuple."""
+    """The values of a loaded row: a model instance's fields (its pk, its foreign keys'
+    ids), a ``values()`` dict or a ``values_list()`` tuple. Unhashable ones are skipped by
+    the set they are intersected with."""
     if isinstance(row, models.Model):
-        items: Iterable[Any] = row.__dict__.values()
-    elif isinstance(row, dict):
-        items = row.values()
-    elif isinstance(row, tuple | list):
-        items = row
-    else:
-        items = (row,)
-    return [v for v in items if isinstance(v, int | str) and not isinstance(v, bool)]
+        return [v for v in row.__dict__.values() if isinstance(v, int | str)]
+    if isinstance(row, dict):
+        return [v for v in row.values() if isinstance(v, int | str)]
+    if isinstance(row, tuple | list):
+        return [v for v in row if isinstance(v, int | str)]
+    return (row,) if isinstance(row, int | str) else ()
 
 
 def classify_all(scope: Scope, groups: list[Group]) -> list[Verdict]:
@@ -212,17 +211,43 @@ def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
     about_rows = [(found, owner) for found, owner in subjects if found is not None]
     if about_rows and len(about_rows) * 2 >= len(subjects):
         verdict = _by_rows(about_rows, provenance)
-        if verdict is LOOP and not group.fp.is_read:
+        if verdict is not LOOP:
+            return verdict
+        if _in_one_cascade(events):
+            return Verdict("library", CASCADE, CASCADE_ADVICE)
+        if not group.fp.is_read:
             # Writes a library makes per item cannot be batched from the user's code; reads
             # of the user's rows in a library's loop can, in the user's queryset.
             library = library_writing(scope, group.stack)
             if library is not None:
                 return Verdict("library", library, _advice(library, group))
         return verdict
+    verdict = _by_parameters(group, provenance)
     library = library_of(scope, group.stack)
-    if library is not None:
-        return Verdict("library", library, _advice(library, group))
-    return _by_parameters(group, provenance)
+    if library is None:
+        return verdict
+    if verdict is _REPEAT and group.stack and owners.owner_of(group.stack[0]) is None:
+        return verdict  # a line of the user's asked a library the same thing again
+    return Verdict("library", library, _advice(library, group))
+
+
+#: The library behind a cascade: Django deletes related rows and signals each one.
+CASCADE = "django.db.models.deletion"
+CASCADE_ADVICE = (
+    "Django's cascade delete sends the signals of each deleted row one by one, so a "
+    "receiver that reads a relation runs once per row: read the id (instance.<field>_id) "
+    "instead, or do the work once for the object whose delete() started it"
+)
+
+
+def _in_one_cascade(events: list[Any]) -> bool:
+    """Whether every call was made by a signal receiver inside one and the same delete."""
+    parents = {id(e.parent) for e in events if e.parent is not None}
+    return (
+        len(parents) == 1
+        and all(e.parent is not None for e in events)
+        and events[0].parent.kind in ("delete", "qs_delete")
+    )
 
 
 def _by_rows(subjects: list[tuple[tuple[Any, Any], Any]], provenance: Provenance) -> Verdict:
@@ -265,8 +290,9 @@ def _by_parameters(group: Group, provenance: Provenance) -> Verdict:
         return _REPEAT
     varying = _varying_values(params)
     if varying:
-        loaded = provenance.values_before(group.first_index)
-        traced = sum(1 for values in varying if any(v in loaded for v in values))
+        wanted = {_hashable(v) for values in varying for v in values}
+        loaded = provenance.loaded_before(group.first_index, wanted)
+        traced = sum(1 for values in varying if any(_hashable(v) in loaded for v in values))
         if traced * 2 >= len(varying):
             return LOOP
     if len(distinct) >= MIN_UNTRACED_LOOP or None in params:
@@ -315,12 +341,15 @@ def library_of(scope: Scope, stack: tuple[Any, ...]) -> str | None:
         return "a library (no line of your code ran it)"
     owner = owners.owner_of(stack[0])
     if owner is not None:
-        # A view's template is the user's own code, rendered after the view returned.
-        return None if owner.role == "template" else _package(_library_base(owner.cls))
-    entered = scope.entries.get(id(stack))
-    if not entered or _per_call(entered[0]):
+        # A view's template, a serializer's fields and a form's fields are the user's own
+        # code, run per row by the library: what they read per row is the user's loop.
+        if owner.role in _PER_ROW_ROLES:
+            return None
+        return _package(_library_base(owner.cls))
+    entries = scope.entries.get(id(stack))
+    if not entries or not entries[0] or _per_call(entries[0][0]):
         return None
-    return _package(entered[0])
+    return _package(entries[0][0])
 
 
 def _per_call(module: str) -> bool:
@@ -334,16 +363,26 @@ def library_writing(scope: Scope, stack: tuple[Any, ...]) -> str | None:
     answer it: an override of ``save()`` that the library calls per item (django-taggit
     saving one ``Tagged`` per tag), or a library-driven view. ``None`` when every line of
     the user's calls the ORM itself, so the loop can be theirs."""
-    entered = scope.entries.get(id(stack))
-    if entered is None:
+    entries = scope.entries.get(id(stack))
+    if entries is None:
         return None
-    for code, module in zip(stack[::2], entered, strict=False):
+    called, above = entries
+    first = owners.owner_of(stack[0]) if stack else None
+    if first is None:
+        # The library that called the user's first line (an override it calls per item).
+        for module in above:
+            if not _per_call(module):
+                return _package(module)
+    for code, module in zip(stack[::2], called, strict=False):
         owner = owners.owner_of(code)
         if owner is not None and owner.role != "template":
             return _package(_library_base(owner.cls))
         if module and not _per_call(module):
             return _package(module)
     return None
+
+
+_PER_ROW_ROLES = frozenset({"template", "serializer", "form"})
 
 
 def _library_base(cls: type) -> str:

@@ -273,6 +273,29 @@ def test_formset_save_is_a_library_loop_of_writes(books):
     assert saves.callsite == at("formset-save", "test_formset_save_is_a_library_loop_of_writes")
 
 
+def test_a_save_override_that_a_library_calls_per_item_is_the_librarys_loop(books):
+    """A model's own ``save()`` override is the first line of the user's code on the stack,
+    but ``formset.save()`` is what calls it once per form: the loop is Django's (as
+    django-taggit's is when it saves one tagged item per tag)."""
+    from django.forms import modelformset_factory
+
+    from tests.testapp.models import TrimmedBook
+
+    formset_class = modelformset_factory(TrimmedBook, fields=["title"], extra=0)
+    data = {"form-TOTAL_FORMS": "5", "form-INITIAL_FORMS": "5"}
+    for index, book in enumerate(sorted(books, key=lambda b: b.pk)):
+        data[f"form-{index}-id"] = str(book.pk)
+        data[f"form-{index}-title"] = f"  {book.title} (revised)  "
+    formset = formset_class(data, queryset=TrimmedBook.objects.order_by("id"))
+    assert formset.is_valid()
+    with capture() as report:
+        formset.save()
+    assert report.nplusones == [], str(report)
+    [saves] = [d for d in report.duplicates if d.sql.startswith("UPDATE")]
+    assert (saves.kind, saves.library, saves.count) == ("library", "django.forms", 5)
+    assert saves.callsite == site(models.__file__, "trimmed-save", "TrimmedBook.save")
+
+
 def test_a_save_loop_of_the_users_own_stays_an_nplusone(books):
     """The same writes from the user's own loop: theirs to batch with ``bulk_update``."""
     with capture() as report:
@@ -510,3 +533,68 @@ def test_a_select_whose_queryset_joins_the_relation_is_clean(db):
     with capture() as report:
         library_views.ReviewPickFormFixed().as_p()
     assert_clean(report)
+
+
+# --------------------------------------------------------------------------- more real-app cases
+
+
+def test_a_library_field_querying_per_row_in_a_serializer_is_an_nplusone(books, settings):
+    """A field class from a package (here listed in ``STACK_IGNORE``) that queries once per
+    serialized row, as django-taggit's tag field does: a loop over the user's rows, fixed in
+    the user's queryset, even though no line of the user's code runs per row."""
+    from rest_framework import serializers as drf
+
+    from tests.testapp.fieldlib import ReviewRatingsField
+
+    class BookRatingsSerializer(drf.ModelSerializer):  # type: ignore[type-arg]
+        ratings = ReviewRatingsField()  # ratings-field
+
+        class Meta:
+            model = Book
+            fields = ["id", "ratings"]
+
+    settings.NPLUSONE_GUARD = {"STACK_IGNORE": ["tests.testapp.fieldlib"]}
+    with capture() as report:
+        data = BookRatingsSerializer(Book.objects.order_by("id"), many=True).data
+    assert len(data) == len(books)
+    finding = only_nplusone(report)
+    assert finding.model == "testapp.Review"
+    assert finding.count == len(books)
+    qualname = (
+        "test_a_library_field_querying_per_row_in_a_serializer_is_an_nplusone."
+        "<locals>.BookRatingsSerializer.ratings"
+    )
+    assert finding.callsite == at("ratings-field", qualname)
+
+
+def test_signal_receivers_of_a_cascade_delete_are_djangos_loop(db):
+    """Deleting one author cascades to its books' reviews, and Django sends ``post_delete``
+    for each review; a receiver that reads ``review.book`` runs once per row of Django's
+    loop, which no queryset of the user's can join."""
+    from django.db.models.signals import post_delete
+
+    from tests.factories import ReviewFactory
+    from tests.testapp.models import Review
+
+    author = AuthorFactory()
+    for _ in range(4):
+        ReviewFactory(book=BookFactory(author=author))
+    titles: list[str] = []
+
+    def note_title(sender: Any, instance: Review, **kwargs: Any) -> None:
+        titles.append(instance.book.title)  # receiver-reads
+
+    post_delete.connect(note_title, sender=Review)
+    try:
+        with capture() as report:
+            author.delete()
+    finally:
+        post_delete.disconnect(note_title, sender=Review)
+    assert len(titles) == 4
+    assert report.nplusones == [], str(report)
+    [cascade] = [d for d in report.duplicates if d.kind == "library"]
+    assert (cascade.library, cascade.count) == ("django.db.models.deletion", 4)
+    assert cascade.callsite == at(
+        "receiver-reads",
+        "test_signal_receivers_of_a_cascade_delete_are_djangos_loop.<locals>.note_title",
+    )

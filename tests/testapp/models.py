@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -78,6 +80,17 @@ class ReviewChoice(Review):
 
     def __str__(self) -> str:
         return f"{self.book.title}: {self.rating}/5"  # review-choice-label
+
+
+class TrimmedBook(Book):
+    """A book whose ``save()`` tidies its title: an override a library may call per item."""
+
+    class Meta:
+        proxy = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.title = self.title.strip()
+        super().save(*args, **kwargs)  # trimmed-save
 
 
 class Counter(models.Model):
