@@ -546,7 +546,7 @@ def test_a_library_field_querying_per_row_in_a_serializer_is_an_nplusone(books, 
 
     from tests.testapp.fieldlib import ReviewRatingsField
 
-    class BookRatingsSerializer(drf.ModelSerializer):  # type: ignore[type-arg]
+    class BookRatingsSerializer(drf.ModelSerializer):
         ratings = ReviewRatingsField()  # ratings-field
 
         class Meta:

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from tests.testapp.models import Review
 
 
-class ReviewRatingsField(serializers.Field):  # type: ignore[type-arg]
+class ReviewRatingsField(serializers.Field):
     """Reads a book's ratings with a query of its own per book, not through a relation
     Django knows (as a tagging library's manager does)."""
 
