@@ -89,11 +89,11 @@ DURATION: Final = 4
 STACK: Final = 5
 CALL: Final = 6
 IGNORED: Final = 7
-EVENT: Final = 8  # the hooked ORM call (``orm._Event``) the statement ran in directly, or None
+EVENT: Final = 8  # the hooked ORM call (``hooks._Event``) the statement ran in directly, or None
 Record = tuple[str, Any, Any, bool, float, tuple[Any, ...], int, bool, Any]
 
 _current: ContextVar[Scope | None] = ContextVar("django_nplusone_guard_scope", default=None)
-#: The hooked ORM call being made (an ``orm._Event``), set by :mod:`.orm`'s hooks.
+#: The hooked ORM call being made (a ``hooks._Event``), set by :mod:`.orm.hooks`.
 current_call: ContextVar[Any] = ContextVar("django_nplusone_guard_orm_call", default=None)
 _call_ids = itertools.count(1)
 
@@ -152,7 +152,7 @@ class Scope:
         # of the library code that called the first entry, noted by full walks: whether a
         # repeat is the user's loop or a library's.
         self.entries: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        # Unused-eager bookkeeping of the ORM hooks (``orm._EagerLog``), created on first use.
+        # Unused-eager bookkeeping of the ORM hooks (``hooks._EagerLog``), created on first use.
         self.orm: Any = None
         # The task, in async code; asked only with a loop running (without one,
         # current_task() raises, and raising costs more than the rest of this method).

@@ -368,12 +368,12 @@ def test_line_helper_finds_markers():
 
 
 def test_an_internal_error_in_a_hook_leaves_the_query_alone(books, monkeypatch, caplog):
-    from django_nplusone_guard import orm
+    from django_nplusone_guard.orm import hooks
 
     def broken(*args, **kwargs):
         raise RuntimeError("attribution bug")
 
-    monkeypatch.setattr(orm, "_relation", broken)
+    monkeypatch.setattr(hooks, "_relation", broken)
     with capture() as report:
         names = [book.author.name for book in Book.objects.order_by("id")]
     assert names == [book.author.name for book in books]
@@ -384,12 +384,12 @@ def test_an_internal_error_in_a_hook_leaves_the_query_alone(books, monkeypatch, 
 
 
 def test_orm_exceptions_pass_through_unchanged(books):
-    from django_nplusone_guard import orm
+    from django_nplusone_guard.orm import hooks
 
     with capture() as report:
         with pytest.raises(Author.DoesNotExist):
             Author.objects.get(pk=-1)
-        assert orm._active.get() is None
+        assert hooks._active.get() is None
     assert report.query_count == 1
 
 
