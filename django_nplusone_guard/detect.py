@@ -363,6 +363,7 @@ def _repeat(group: Group, verdict: loops.Verdict, stacks: _Stacks) -> Duplicate:
         library=verdict.library,
         suggestion=suggestion,
         field=field,
+        templates=orm.template_lines(group.records),
     )
 
 

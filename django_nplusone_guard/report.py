@@ -162,6 +162,8 @@ class Duplicate(Finding):
     suggestion: str = ""
     #: The relation the repeated statement reads, when the ORM knows it.
     field: str | None = None
+    #: The template lines that ran it (``nav.html:7``), when templates did.
+    templates: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def callsite(self) -> str:
@@ -483,6 +485,8 @@ def format_finding(finding: Finding, *, verbose: bool = True, params: bool = Tru
             lines.append(f"    {finding.alternative}")
     elif isinstance(finding, Duplicate):
         lines.append(f"  at {', '.join(finding.callsites[:3])}")
+        if finding.templates:
+            lines.append(f"  in template {', '.join(finding.templates[:3])}")
         lines.append(sql_line(finding.sql))
         if params and finding.params is not None:
             lines.append(f"  params: {finding.params}")

@@ -473,6 +473,8 @@ def test_two_tags_counting_their_own_querysets_are_a_duplicate_not_at_the_middle
     assert (duplicate.kind, duplicate.count, duplicate.model) == ("identical", 2, "testapp.Author")
     assert "middleware" not in duplicate.callsite
     assert duplicate.callsite == site(library_views.__file__, "navigation-view", "NavigationView")
+    # The two tags' templates, which is where the same count runs twice.
+    assert duplicate.templates == ["precision/author_nav.html:1", "precision/author_menu.html:1"]
 
 
 def test_the_middleware_line_is_never_a_call_site(settings, books):
@@ -598,3 +600,18 @@ def test_signal_receivers_of_a_cascade_delete_are_djangos_loop(db):
         "receiver-reads",
         "test_signal_receivers_of_a_cascade_delete_are_djangos_loop.<locals>.note_title",
     )
+
+
+def test_a_base_views_loop_over_object_list_is_fixed_in_the_subclass_model(books):
+    """A base ``ListView`` whose ``get_context_data`` reads a relation of every row, and
+    subclasses that only say ``model = Book``: the loop line is the base class's, but the
+    rows, and so the fix, are each subclass's."""
+    finding = only_nplusone(report_of(Client().get("/books/by-author/")))
+    assert finding.relation == "testapp.Book.author"
+    assert finding.callsite == site(
+        library_views.__file__,
+        "base-loop",
+        "AuthorNamesListView.get_context_data.<locals>.<setcomp>",
+    )
+    model_line = site(library_views.__file__, "subclass-model", "BooksByAuthorView.model")
+    assert gained(finding, "fix_at") == model_line

@@ -43,7 +43,7 @@ One module per idea, each importing only the ones above it in this list:
   calls after a scope.
 """
 
-from .attribution import attribute, unused_eager
+from .attribution import attribute, template_lines, unused_eager
 from .fixes import PEERS_ALTERNATIVE
 from .hooks import install, subject, uninstall
 from .origins import loaded_by, origins_of
@@ -58,6 +58,7 @@ __all__ = [
     "model_for_table",
     "origins_of",
     "subject",
+    "template_lines",
     "uninstall",
     "unused_eager",
 ]

@@ -30,6 +30,18 @@ if TYPE_CHECKING:
     from ..detect import Group
 
 
+def template_lines(records: Sequence[Any]) -> list[str]:
+    """The template lines that asked for a group's statements (``nav.html:7``), in the
+    order first seen: where a repeat run by a template is, when no line of Python is."""
+    lines: list[str] = []
+    for record in records[:MAX_ATTRIBUTED_CALLS]:
+        event = record[EVENT]
+        line = _template(event.node) if event is not None and event.node is not None else None
+        if line is not None and line not in lines:
+            lines.append(line)
+    return lines
+
+
 def _template(node: Any) -> str | None:
     origin = getattr(node, "origin", None)
     token = getattr(node, "token", None)
@@ -154,7 +166,7 @@ def attribute(scope: Scope, groups: Sequence[Group], findings: list[NPlusOne]) -
             parent = _parent_site(fetches, group.stack, first_index)
         if parent is not None:
             finding.parent_callsite = render_frame(*parent)
-            _place_fix(finding, parent)
+        _place_fix(finding, parent, group.stack)
     return _merge(_without_through_reads(findings))
 
 

@@ -267,17 +267,21 @@ def _through_write(finding: NPlusOne) -> bool:
 _EAGER = re.compile(r'^\.(select_related|prefetch_related)\((".*")\)$')
 
 
-def _place_fix(finding: NPlusOne, parent: Site) -> None:
+def _place_fix(finding: NPlusOne, parent: Site | None, stack: tuple[Any, ...]) -> None:
     """Say where the fix goes: the line that built the queryset, or, when a library built
     it (the admin's changelist, a generic view), the member of the user's class that
     configures it, in that class's own words: ``list_select_related`` on a ``ModelAdmin``
     rather than a ``.select_related()`` nobody can chain."""
-    owner = owners.owner_of(parent[0])
+    owner = owners.owner_of(parent[0]) if parent is not None else None
     if owner is None:
-        finding.fix_at = render_frame(*parent)
-        return
+        owner = _configuring(stack, parent)
+        if owner is None:
+            if parent is not None:
+                finding.fix_at = render_frame(*parent)
+            return
     site = owners.fix_site(owner) or parent
-    finding.fix_at = render_frame(*site)
+    if site is not None:
+        finding.fix_at = render_frame(*site)
     eager = _EAGER.match(finding.suggestion)
     if owner.role != "admin" or eager is None:
         return
@@ -290,6 +294,24 @@ def _place_fix(finding: NPlusOne, parent: Site) -> None:
             f"def get_queryset(self, request): "
             f"return super().get_queryset(request).prefetch_related({paths})"
         )
+
+
+def _configuring(stack: tuple[Any, ...], parent: Site | None) -> owners.OwnerSite | None:
+    """The user's class on the stack that configures the rows, when the line that
+    evaluated them is not where they are made: a method the view inherits (a base class's
+    ``get_context_data`` looping over ``object_list``, which the subclass's ``model`` or
+    ``queryset`` makes), or no line at all (a form field's ``<select>``)."""
+    for code in stack[::2]:
+        owner = owners.owner_of(code)
+        if owner is None:
+            continue
+        if parent is None:
+            return owner
+        if owner.role in ("view", "template"):
+            defined_in = parent[0].co_qualname.partition(".")[0]
+            if any(klass.__qualname__ == defined_in for klass in owner.cls.__mro__):
+                return owner
+    return None
 
 
 def _merged_list(cls: type, paths: str) -> str:

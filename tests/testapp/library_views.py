@@ -7,6 +7,8 @@ tests do not see them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.forms import modelformset_factory
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -135,3 +137,18 @@ def author_count_twice(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request, "precision/author_count_twice.html", {"author": Author.objects.get(pk=pk)}
     )
+
+
+class AuthorNamesListView(ListView):
+    """A project's base list view: it gathers the authors of the rows for a side panel."""
+
+    template_name = "precision/author_names.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["authors"] = {b.author.name for b in context["object_list"]}  # base-loop
+        return context
+
+
+class BooksByAuthorView(AuthorNamesListView):
+    model = Book  # subclass-model
