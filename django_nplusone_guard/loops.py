@@ -21,7 +21,7 @@ in the scope, and which library function the user's line entered (``Scope.entrie
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -190,26 +190,38 @@ def classify_all(scope: Scope, groups: list[Group]) -> list[Verdict]:
 
 def _events(group: Group) -> list[Any]:
     """The distinct ORM calls behind a group's first statements."""
-    events = []
+    return list(_distinct_events(group))
+
+
+def _distinct_events(group: Group) -> Iterator[Any]:
     seen: set[int] = set()
     for record in group.records:
         event = record[EVENT]
         if event is not None and id(event) not in seen:
             seen.add(id(event))
-            events.append(event)
-            if len(events) >= MAX_CLASSIFIED_CALLS:
-                break
-    return events
+            yield event
+            if len(seen) >= MAX_CLASSIFIED_CALLS:
+                return
 
 
 def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
     """Whether ``group`` (one statement shape from one call stack, run by several calls) is
     a loop over rows, a repeat, or a library's loop. Never raises for odd events: the ORM
     layer's own failures make it fall back to the parameters."""
-    events = _events(group)
-    subjects = [(orm.subject(event), event.owner) for event in events]
-    about_rows = [(found, owner) for found, owner in subjects if found is not None]
-    if about_rows and len(about_rows) * 2 >= len(subjects):
+    events: list[Any] = []
+    about_rows: list[tuple[tuple[Any, Any], Any]] = []
+    rows_of: dict[Any, set[Any]] = {}
+    for event in _distinct_events(group):
+        events.append(event)
+        found = orm.subject(event)
+        if found is None:
+            continue
+        about_rows.append((found, event.owner))
+        rows = rows_of.setdefault(found[1], set())
+        rows.add(found[0])
+        if len(rows) >= MIN_UNTRACED_LOOP:
+            break  # enough to call it a loop: a loop of 10,000 reads costs what 3 do
+    if about_rows and len(about_rows) * 2 >= len(events):
         verdict = _by_rows(about_rows, provenance)
         if verdict is not LOOP:
             return verdict
