@@ -615,3 +615,23 @@ def test_a_base_views_loop_over_object_list_is_fixed_in_the_subclass_model(books
     )
     model_line = site(library_views.__file__, "subclass-model", "BooksByAuthorView.model")
     assert gained(finding, "fix_at") == model_line
+
+
+def test_a_line_of_yours_asking_a_library_the_same_thing_twice_is_a_repeat(books):
+    """A library function called twice with the same arguments from one line (a form a
+    settings library validates twice, a fresh paginator per call): the same statement with
+    the same parameters, which the user's code can run once; not the library's loop."""
+    from django.core.paginator import Paginator
+
+    def page_count() -> int:
+        return Paginator(Book.objects.order_by("id"), 2).num_pages  # paginator-count
+
+    with capture() as report:
+        assert page_count() == page_count() == 3
+    assert report.nplusones == [], str(report)
+    [repeat] = report.duplicates
+    assert (repeat.kind, repeat.library, repeat.count) == ("identical", None, 2)
+    assert repeat.callsite == at(
+        "paginator-count",
+        "test_a_line_of_yours_asking_a_library_the_same_thing_twice_is_a_repeat.<locals>.page_count",
+    )
