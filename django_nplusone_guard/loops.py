@@ -380,8 +380,9 @@ def library_writing(scope: Scope, stack: tuple[Any, ...]) -> str | None:
         return None
     called, above = entries
     first = owners.owner_of(stack[0]) if stack else None
-    if first is None:
-        # The library that called the user's first line (an override it calls per item).
+    if first is None and above and _per_call(above[0]):
+        # The user's first line is a callback the ORM made (a ``save()`` override), and
+        # the ORM call came from library code: that library saves per item.
         for module in above:
             if not _per_call(module):
                 return _package(module)
@@ -394,7 +395,7 @@ def library_writing(scope: Scope, stack: tuple[Any, ...]) -> str | None:
     return None
 
 
-_PER_ROW_ROLES = frozenset({"template", "serializer", "form"})
+_PER_ROW_ROLES = frozenset({"template", "serializer", "form", "graphql"})
 
 
 def _library_base(cls: type) -> str:

@@ -60,6 +60,21 @@ def _bound_field(frame: FrameType) -> Found | None:
     return getattr(bound, "form", None), "form", getattr(bound, "name", None)
 
 
+def _graphql_field(frame: FrameType) -> Found | None:
+    """graphql-core resolving one field of an object type: graphene-django keeps the user's
+    ``DjangoObjectType`` (or ``ObjectType``) class on the type as ``graphene_type``."""
+    local = frame.f_locals
+    owner = getattr(local.get("parent_type"), "graphene_type", None)
+    nodes = local.get("field_nodes") or ()
+    name = getattr(getattr(nodes[0], "name", None), "value", None) if nodes else None
+    return owner, "graphql", _snake_case(name) if isinstance(name, str) else None
+
+
+def _snake_case(name: str) -> str:
+    """graphene's ``authorName`` is the Python ``author_name``."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
 def _template_response_view(frame: FrameType) -> Found | None:
     context = getattr(frame.f_locals.get("self"), "context_data", None)
     if not isinstance(context, dict):
@@ -87,6 +102,7 @@ OWNER_FRAMES: dict[tuple[str, str], Callable[[FrameType], Found | None]] = {
     ("django.forms.boundfield", "BoundField.as_widget"): _bound_field,
     ("rest_framework.views", "APIView.dispatch"): _self_as("view"),
     ("rest_framework.serializers", "Serializer.to_representation"): _serializer_field,
+    ("graphql.execution.execute", "ExecutionContext.execute_field"): _graphql_field,
 }
 
 #: Members that say where each role's queryset is made, in the order they are looked for.
@@ -96,7 +112,11 @@ _QUERYSET_MEMBERS = {
     "admin": ("list_select_related", "get_queryset"),
     "serializer": (),
     "form": (),
+    "graphql": (),
 }
+#: How a role's member is spelled in its class, most specific first: a GraphQL field is
+#: best named by its resolver, else by its declaration.
+_SPELLINGS = {"graphql": ("resolve_{}", "{}")}
 
 
 class OwnerSite:
@@ -140,7 +160,7 @@ def entry(frame: FrameType, read: Callable[[FrameType], Found | None]) -> tuple[
     if found is None or found[0] is None:
         return ()
     instance, role, member = found
-    cls = type(instance)
+    cls = instance if isinstance(instance, type) else type(instance)
     if not user_class(cls):
         return ()
     return _entry(cls, role, member) or ()
@@ -163,7 +183,8 @@ def fix_site(owner: OwnerSite) -> tuple[CodeType, int] | None:
     """The member of the owner's class where its queryset is made (``BookList.queryset``,
     ``BookAdmin.list_select_related``, a form's field), or the class itself when it
     defines none."""
-    return _entry(owner.cls, owner.role, owner.member if owner.role == "form" else None)
+    member = owner.member if owner.role in ("form", "graphql") else None
+    return _entry(owner.cls, owner.role, member)
 
 
 def _entry(cls: type, role: str, member: str | None) -> tuple[CodeType, int] | None:
@@ -177,25 +198,36 @@ def _entry(cls: type, role: str, member: str | None) -> tuple[CodeType, int] | N
 
 
 def _make(cls: type, role: str, member: str | None) -> tuple[CodeType, int] | None:
-    wanted: Sequence[str] = (member,) if member else _QUERYSET_MEMBERS.get(role, ())
+    if member:
+        wanted: Sequence[str] = [s.format(member) for s in _SPELLINGS.get(role, ("{}",))]
+    else:
+        wanted = _QUERYSET_MEMBERS.get(role, ())
     for name in wanted:
         found = _member_line(cls, name)
         if found is not None:
             owner, filename, line = found
-            return _stand_in(cls, role, name, owner, filename, line)
+            return _stand_in(cls, role, member or name, name, owner, filename, line)
     spelled = _class_line(cls)
     if spelled is None:
         return None
     filename, line = spelled
-    return _stand_in(cls, role, None, cls, filename, line)
+    return _stand_in(cls, role, member, None, cls, filename, line)
 
 
 def _stand_in(
-    cls: type, role: str, member: str | None, owner: type, filename: str, line: int
+    cls: type,
+    role: str,
+    member: str | None,
+    spelled: str | None,
+    owner: type,
+    filename: str,
+    line: int,
 ) -> tuple[CodeType, int]:
-    qualname = f"{owner.__qualname__}.{member}" if member else owner.__qualname__
+    """A code object rendering as ``file:line in Owner.spelled``, standing for ``member``
+    of ``cls`` in ``role``."""
+    qualname = f"{owner.__qualname__}.{spelled}" if spelled else owner.__qualname__
     code = _TEMPLATE.replace(
-        co_filename=filename, co_name=member or owner.__name__, co_qualname=qualname
+        co_filename=filename, co_name=spelled or owner.__name__, co_qualname=qualname
     )
     with _lock:
         _owners[id(code)] = OwnerSite(cls, role, member)

@@ -19,6 +19,8 @@ urlpatterns = [
     path("books/titles/", library_views.book_titles_check),
     path("navigation/", library_views.NavigationView.as_view()),
     path("books/by-author/", library_views.BooksByAuthorView.as_view()),
+    path("books/retitle/", library_views.retitle_books),
+    path("authors/<int:pk>/detail/", library_views.AuthorDetailView.as_view()),
     path("two-relations/<int:book>/<int:profile>/", library_views.two_relations),
     path("authors/<int:pk>/count-twice/", library_views.author_count_twice),
 ]

@@ -653,3 +653,63 @@ def test_a_line_of_yours_asking_a_library_the_same_thing_twice_is_a_repeat(books
         "paginator-count",
         "test_a_line_of_yours_asking_a_library_the_same_thing_twice_is_a_repeat.<locals>.page_count",
     )
+
+
+# --------------------------------------------------------------------------- GraphQL
+
+
+def test_graphene_fields_resolved_per_row_point_at_the_type_and_the_resolver(books):
+    """graphene-django resolves ``author`` for each book through the default resolver:
+    the call site is the ``BookType`` field, the fix the query's resolver."""
+    from tests.testapp import graphql_schema
+
+    with capture() as report:
+        result = graphql_schema.schema.execute("{ books { title author { name } } }")
+    assert result.errors is None
+    finding = only_nplusone(report)
+    assert finding.relation == "testapp.Book.author"
+    assert finding.count == len(books)
+    path = graphql_schema.__file__
+    assert finding.callsite == site(path, "book-type-fields", "BookType.author")
+    assert finding.fix_at == site(path, "resolve-books", "Query.resolve_books")
+    assert_precise_suggestion(finding, '.select_related("author")')
+
+
+def test_graphene_resolver_with_the_join_is_clean(books):
+    from tests.testapp import graphql_schema
+
+    with capture() as report:
+        result = graphql_schema.schema.execute("{ booksFixed { title author { name } } }")
+    assert result.errors is None
+    assert_clean(report)
+
+
+def test_a_decorated_views_own_save_loop_stays_an_nplusone(books):
+    """A view under one of Django's decorators saves each book in its own loop: the
+    decorator above the view is library code, but it loops over nothing."""
+    finding = only_nplusone(report_of(Client().get("/books/retitle/")))
+    assert (finding.kind, finding.count) == ("write", len(books))
+    assert finding.callsite == site(library_views.__file__, "retitle-save", "retitle_books")
+
+
+def test_saving_copies_in_a_loop_suggests_bulk_create(books):
+    """``obj.pk = None; obj.save()`` inserts a copy: the fix is ``bulk_create``, not the
+    ``bulk_update`` an existing row's save would get."""
+    with capture() as report:
+        for book in Book.objects.order_by("id"):
+            book.pk = None
+            book.save()
+    finding = only_nplusone(report)
+    assert finding.suggestion == "Book.objects.bulk_create(objs)"
+
+
+def test_a_detail_views_own_loop_over_other_rows_is_fixed_where_they_are_built(books):
+    """The rows a ``DetailView``'s own ``get_context_data`` loops over are built on its own
+    line, not by the view's ``model``: the fix goes there."""
+    author = Author.objects.first()
+    assert author is not None
+    finding = only_nplusone(report_of(Client().get(f"/authors/{author.pk}/detail/")))
+    assert finding.relation == "testapp.Book.author"
+    assert finding.fix_at == site(
+        library_views.__file__, "detail-loop", "AuthorDetailView.get_context_data"
+    )

@@ -274,7 +274,7 @@ def _place_fix(finding: NPlusOne, parent: Site | None, stack: tuple[Any, ...]) -
     rather than a ``.select_related()`` nobody can chain."""
     owner = owners.owner_of(parent[0]) if parent is not None else None
     if owner is None:
-        owner = _configuring(stack, parent)
+        owner = _configuring(stack, parent, finding.model)
         if owner is None:
             if parent is not None:
                 finding.fix_at = render_frame(*parent)
@@ -296,22 +296,33 @@ def _place_fix(finding: NPlusOne, parent: Site | None, stack: tuple[Any, ...]) -
         )
 
 
-def _configuring(stack: tuple[Any, ...], parent: Site | None) -> owners.OwnerSite | None:
+def _configuring(
+    stack: tuple[Any, ...], parent: Site | None, model: str | None
+) -> owners.OwnerSite | None:
     """The user's class on the stack that configures the rows, when the line that
-    evaluated them is not where they are made: a method the view inherits (a base class's
-    ``get_context_data`` looping over ``object_list``, which the subclass's ``model`` or
-    ``queryset`` makes), or no line at all (a form field's ``<select>``)."""
+    evaluated them is not where they are made: a method the view inherits from a base
+    class (a ``get_context_data`` looping over ``object_list``) evaluating rows of the
+    view's own model, which the subclass's ``model`` or ``queryset`` makes; or no line at
+    all (a form field's ``<select>``)."""
     for code in stack[::2]:
         owner = owners.owner_of(code)
         if owner is None:
             continue
         if parent is None:
             return owner
-        if owner.role in ("view", "template"):
+        if owner.role in ("view", "template") and model == _model_of(owner.cls):
             defined_in = parent[0].co_qualname.partition(".")[0]
-            if any(klass.__qualname__ == defined_in for klass in owner.cls.__mro__):
+            inherited = [k for k in owner.cls.__mro__[1:] if k.__qualname__ == defined_in]
+            if inherited and owner.cls.__qualname__ != defined_in:
                 return owner
     return None
+
+
+def _model_of(view: type) -> str | None:
+    """The label of the model a generic view lists (``model`` or ``queryset.model``)."""
+    model = getattr(view, "model", None) or getattr(getattr(view, "queryset", None), "model", None)
+    meta = getattr(model, "_meta", None)
+    return getattr(meta, "label", None)
 
 
 def _merged_list(cls: type, paths: str) -> str:

@@ -535,7 +535,10 @@ def _model_method(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any
                 # The state these read changes once the call has run.
                 if kind == "save":
                     fields = kwargs.get("update_fields")
-                    event.detail = (self._state.adding, tuple(fields or ()))
+                    # A copy (``obj.pk = None; obj.save()``) is not "adding" to Django's
+                    # state, but it is inserted all the same.
+                    adding = self._state.adding or self.pk is None
+                    event.detail = (adding, tuple(fields or ()))
                 elif kind == "refresh":
                     _describe_refresh(event, self, args, kwargs)
             except Exception:

@@ -12,7 +12,8 @@ from typing import Any
 from django import forms
 from django.forms import modelformset_factory
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.generic import ListView, TemplateView
+from django.views.decorators.http import require_GET
+from django.views.generic import DetailView, ListView, TemplateView
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -152,3 +153,27 @@ class AuthorNamesListView(ListView):
 
 class BooksByAuthorView(AuthorNamesListView):
     model = Book  # subclass-model
+
+
+@require_GET
+def retitle_books(request: HttpRequest) -> HttpResponse:
+    """The view's own loop of saves, under a decorator of Django's (library code between
+    the handler and the view, which loops over nothing)."""
+    for book in Book.objects.order_by("id"):
+        book.title = book.title.upper()
+        book.save()  # retitle-save
+    return JsonResponse({"ok": True})
+
+
+class AuthorDetailView(DetailView):  # type: ignore[type-arg]
+    """A detail page whose own ``get_context_data`` lists other rows (all books): their
+    queryset is built here, not by the view's ``model``."""
+
+    model = Author
+    template_name = "precision/author_names.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        books = Book.objects.order_by("id")  # detail-books
+        context["authors"] = [b.author.name for b in books]  # detail-loop
+        return context
