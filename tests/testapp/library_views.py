@@ -165,7 +165,7 @@ def retitle_books(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
-class AuthorDetailView(DetailView):  # type: ignore[type-arg]
+class AuthorDetailView(DetailView):
     """A detail page whose own ``get_context_data`` lists other rows (all books): their
     queryset is built here, not by the view's ``model``."""
 
