@@ -259,6 +259,11 @@ def _analyse_in_full(
 
     repeated = [g for g in groups.values() if g.call_count >= options.threshold and g.fp.verb]
     verdicts = _classify(scope, repeated, report)
+    for group, verdict in zip(repeated, verdicts, strict=True):
+        if verdict.into is not None:  # folded: its statements count with the one it joins
+            main = repeated[verdict.into]
+            main.extra_count += group.count
+            main.extra_time += group.total_time_ms / 1000
     nplusone_groups = [g for g, v in zip(repeated, verdicts, strict=True) if v.kind == "loop"]
     # A statement belongs to exactly one group: skipping a group skips its records, so the
     # statements of an N+1 or of a repeat are never reported again as identical duplicates.

@@ -88,14 +88,16 @@ class Verdict:
     suggestion: str = ""
     #: The relation read again, for a repeat about one row: (``app.Model``, field name).
     relation: tuple[str, str] | None = None
+    #: For ``folded`` statements the same calls ran: the index of the group they count in.
+    into: int | None = None
 
 
 LOOP = Verdict("loop")
 _NONE = Verdict("none")
 _REPEAT = Verdict("repeat")
-#: A repeat that follows from another one (the relation read on each of two fresh copies
-#: of one row): reported with that one, not on its own.
-FOLDED = Verdict("folded")
+#: A repeat that follows from another one (the relation read on each of two fresh copies of
+#: one row): reported with that one, not on its own.
+_CAUSED = Verdict("folded")
 
 
 class Provenance:
@@ -168,6 +170,7 @@ def classify_all(scope: Scope, groups: list[Group]) -> list[Verdict]:
     and each copy reads its author) is folded into that one."""
     provenance = Provenance(scope)
     verdicts = [classify(scope, group, provenance) for group in groups]
+    _fold_shared_calls(groups, verdicts)
     repeats = [i for i, v in enumerate(verdicts) if v.kind in ("repeat", "library")]
     if len(repeats) < 2:
         return verdicts
@@ -184,8 +187,25 @@ def classify_all(scope: Scope, groups: list[Group]) -> list[Verdict]:
         if len(sources) == 1:
             [source] = sources
             if source is not None and source != i and verdicts[source].kind != "folded":
-                verdicts[i] = FOLDED
+                verdicts[i] = _CAUSED  # its statements follow from that repeat: said there
     return verdicts
+
+
+def _fold_shared_calls(groups: list[Group], verdicts: list[Verdict]) -> None:
+    """Statements that the very same ORM calls ran are one root cause: a queryset with
+    ``prefetch_related`` evaluated once per row runs its query and each prefetch's query
+    per row, all from one call. They are reported with the call's first statement (the
+    queryset's own query), which is a loop when the call is made in one."""
+    first_by_calls: dict[frozenset[int], int] = {}
+    for i in sorted(range(len(groups)), key=lambda i: groups[i].first_index):
+        if verdicts[i].kind not in ("loop", "repeat", "library"):
+            continue
+        calls = frozenset(map(id, _events(groups[i])))
+        if len(calls) < 2:
+            continue
+        main = first_by_calls.setdefault(calls, i)
+        if main != i:
+            verdicts[i] = Verdict("folded", into=main)
 
 
 def _events(group: Group) -> list[Any]:

@@ -713,3 +713,15 @@ def test_a_detail_views_own_loop_over_other_rows_is_fixed_where_they_are_built(b
     assert finding.fix_at == site(
         library_views.__file__, "detail-loop", "AuthorDetailView.get_context_data"
     )
+
+
+def test_a_prefetching_queryset_evaluated_per_row_is_one_finding(books):
+    """Each author's books with their tags and reviews prefetched, evaluated once per
+    author: three statements per author, one root cause (the queryset in the loop), so
+    one N+1 that counts all of them, not one more per prefetch."""
+    with capture() as report:
+        for author in Author.objects.order_by("id"):
+            list(Book.objects.filter(author=author).prefetch_related("tags", "reviews"))
+    finding = only_nplusone(report)
+    assert finding.model == "testapp.Book"
+    assert finding.count == 3 * Author.objects.count()
