@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-__all__ = ["ACTIONS", "Config", "Problem", "get_config", "validate"]
+__all__ = ["ACTIONS", "Config", "Problem", "get_config", "is_enabled", "validate"]
 
 logger = logging.getLogger("django_nplusone_guard")
 
@@ -31,7 +31,9 @@ ALLOW_RULE_KEYS = frozenset({"model", "field", "callsite", "sql", "kind"})
 class Config:
     """Parsed settings; build one with :func:`get_config`, never by hand in library code."""
 
-    ENABLED: bool = False
+    #: ``None`` (unset) follows ``DEBUG`` as it is when each request, command or task
+    #: starts: see :func:`is_enabled`.
+    ENABLED: bool | None = None
     ACTION: str = "log"
     THRESHOLD: int = 2
     EXPLAIN: bool = False
@@ -246,7 +248,7 @@ def _build(raw: Mapping[str, Any]) -> Config:
 
     defaults = Config()
     return Config(
-        ENABLED=value("ENABLED", bool(settings.DEBUG)),
+        ENABLED=value("ENABLED", None),
         ACTION=value("ACTION", defaults.ACTION),
         THRESHOLD=value("THRESHOLD", defaults.THRESHOLD),
         EXPLAIN=value("EXPLAIN", defaults.EXPLAIN),
@@ -274,6 +276,18 @@ def get_config() -> Config:
     return config
 
 
+def is_enabled(config: Config | None = None) -> bool:
+    """Whether the automatic front doors (middleware, commands, tasks) guard what starts
+    now: ``ENABLED`` when it is set, else ``DEBUG`` as it is at this moment.
+
+    ``DEBUG`` is read here, never cached: Django's test runner sets it to ``False`` without
+    sending ``setting_changed``, so a value derived from it at start-up would keep the guard
+    on (or off) for a whole suite, and then flip the first time a test overrides ``DEBUG``.
+    """
+    enabled = (get_config() if config is None else config).ENABLED
+    return bool(settings.DEBUG) if enabled is None else enabled
+
+
 def clear_cache() -> None:
     global _cached
     _cached = None
@@ -291,7 +305,8 @@ def on_settings_change(callback: Callable[[], None]) -> None:
 
 @receiver(setting_changed)
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in (SETTING_NAME, "DEBUG"):
+    # DEBUG is not cached (see is_enabled), so only the guard's own setting clears.
+    if setting == SETTING_NAME:
         clear_cache()
 
 

@@ -9,9 +9,7 @@ middleware (sessions, auth) are seen too.
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,8 +18,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from . import conf
 from .capture import capture, log_internal_error
-from .exceptions import NPlusOneDetected, NPlusOneWarning
-from .report import Report, format_finding
+from .delivery import act
 
 __all__ = [
     "NPlusOneGuardMiddleware",
@@ -38,8 +35,6 @@ REQUEST_ATTR = "nplusone_guard_report"
 #: Where a request's capture waits while it records, so the middleware and the toolbar panel
 #: share one capture: whichever runs first opens it and the other joins it.
 CAPTURE_ATTR = "_nplusone_guard_capture"
-
-_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
 
 
 class NPlusOneGuardMiddleware:
@@ -104,7 +99,7 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
     """The request's capture, or None: disabled, ignored URL, or a failure to start one
     (logged; the request then runs unguarded rather than failing)."""
     config = conf.get_config()
-    if not config.ENABLED:
+    if not conf.is_enabled(config):
         return None
     if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
@@ -157,39 +152,3 @@ def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) ->
         response["X-NPlusOne-Guard"] = report.header_value()
     act(report, config.ACTION, label=f"{request.method} {request.path}")
     return response
-
-
-def act(report: Report, action: str, *, label: str = "") -> None:
-    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises."""
-    if action == "off" or not len(report):  # len(): no list of findings built to ask
-        return
-    if action == "raise":
-        if report.nplusones:
-            raise NPlusOneDetected(report, context=label)
-        return
-    log_params = conf.get_config().LOG_PARAMS
-    try:
-        for finding in report.findings:
-            text = format_finding(finding, verbose=False, params=log_params)
-            if action == "warn":
-                _warn_at_callsite(text, getattr(finding, "callsite", ""))
-            else:
-                logger.warning("%s%s", f"{label}: " if label else "", text)
-    except NPlusOneWarning:
-        raise  # warnings turned into errors (``-W error``) are the user's choice
-    except Exception:
-        log_internal_error("delivering findings")
-
-
-def _warn_at_callsite(message: str, callsite: str) -> None:
-    match = _CALLSITE_RE.match(callsite or "")
-    if match is None:
-        warnings.warn(message, NPlusOneWarning, stacklevel=2)
-        return
-    warnings.warn_explicit(
-        message,
-        NPlusOneWarning,
-        filename=match["path"],
-        lineno=int(match["line"]),
-        module=match["path"].removesuffix(".py").replace("/", "."),
-    )
