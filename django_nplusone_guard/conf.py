@@ -24,6 +24,10 @@ logger = logging.getLogger("django_nplusone_guard")
 
 SETTING_NAME = "NPLUSONE_GUARD"
 ACTIONS = ("log", "warn", "raise", "off")
+#: Commands never guarded, whatever ``COMMANDS`` says: they serve requests (guarded by the
+#: middleware), run the tests (guarded by the test helpers), change the schema, hand over to
+#: a person, or are the guard's own audit.
+NEVER_GUARDED_COMMANDS = frozenset({"runserver", "migrate", "test", "shell", "nplusone_audit"})
 ALLOW_RULE_KEYS = frozenset({"model", "field", "callsite", "sql", "kind"})
 
 
@@ -47,6 +51,8 @@ class Config:
     REPORT_DUPLICATES: bool = True
     REPORT_UNUSED_EAGER: bool = False
     ANALYSIS_BUDGET_MS: int = 2_000
+    #: ``False``, ``True`` (every command) or command names / fnmatch patterns.
+    COMMANDS: bool | tuple[str, ...] = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -88,6 +94,10 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "REPORT_DUPLICATES": (_is_bool, "a bool"),
     "REPORT_UNUSED_EAGER": (_is_bool, "a bool"),
     "ANALYSIS_BUDGET_MS": (_is_positive_int, "a positive int (milliseconds)"),
+    "COMMANDS": (
+        lambda v: _is_bool(v) or _is_str_list(v),
+        "True, False or a list of command names / fnmatch patterns (strings)",
+    ),
 }
 
 
@@ -223,6 +233,21 @@ def validate(raw: Any) -> list[Problem]:
                         "IGNORE_URLS",
                     )
                 )
+    commands = raw.get("COMMANDS")
+    if isinstance(commands, list | tuple) and _is_str_list(commands):
+        for name in commands:
+            if not name.strip() or name in NEVER_GUARDED_COMMANDS:
+                problems.append(
+                    Problem(
+                        "django_nplusone_guard.E008",
+                        f"{SETTING_NAME}['COMMANDS'] has {name!r}, which is never guarded."
+                        if name.strip()
+                        else f"{SETTING_NAME}['COMMANDS'] has an empty name.",
+                        "List your own commands' names or fnmatch patterns ('report_*'); "
+                        f"{', '.join(sorted(NEVER_GUARDED_COMMANDS))} are never guarded.",
+                        "COMMANDS",
+                    )
+                )
     if "ALLOW" in raw and isinstance(raw["ALLOW"], list | tuple):
         problems.extend(
             replace(p, key="ALLOW")
@@ -262,8 +287,13 @@ def _build(raw: Mapping[str, Any]) -> Config:
         REPORT_DUPLICATES=value("REPORT_DUPLICATES", defaults.REPORT_DUPLICATES),
         REPORT_UNUSED_EAGER=value("REPORT_UNUSED_EAGER", defaults.REPORT_UNUSED_EAGER),
         ANALYSIS_BUDGET_MS=value("ANALYSIS_BUDGET_MS", defaults.ANALYSIS_BUDGET_MS),
+        COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
         raw=dict(raw),
     )
+
+
+def _commands(value: bool | Sequence[str]) -> bool | tuple[str, ...]:
+    return value if isinstance(value, bool) else tuple(value)
 
 
 def get_config() -> Config:

@@ -1,5 +1,5 @@
-"""Settings for the ``manage.py test`` run of :mod:`tests.test_enabled`: the suite's own,
-with ``NPLUSONE_GUARD`` taken from the environment."""
+"""Settings for the subprocesses of the tests (``manage.py test``, ``manage.py <command>``):
+the suite's own, with ``NPLUSONE_GUARD`` taken from the environment."""
 
 from __future__ import annotations
 
