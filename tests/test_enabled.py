@@ -66,6 +66,8 @@ def test_under_manage_py_test(guard_setting, expected, tmp_path):
         "DJANGO_SETTINGS_MODULE": "tests.runner_settings",
         "NPLUSONE_GUARD_RUNNER_SETTING": guard_setting,
         "NPLUSONE_GUARD_RUNNER_OUT": str(tmp_path / "out.txt"),
+        # What DEBUG does is the same on every backend; SQLite needs no server-side database.
+        "NPLUSONE_GUARD_TEST_DB": "sqlite",
         "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
