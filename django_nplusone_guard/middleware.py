@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from . import conf
-from .capture import capture, log_internal_error
+from .capture import capture, log_internal_error, resumed
 from .delivery import act
 
 __all__ = [
@@ -63,6 +63,8 @@ class NPlusOneGuardMiddleware:
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
+            if response.streaming:  # type: ignore[union-attr]
+                return _report_when_closed(request, response, scope)  # type: ignore[arg-type]
             scope.analyse()
         return _finish(request, response, scope)  # type: ignore[arg-type]
 
@@ -75,6 +77,8 @@ class NPlusOneGuardMiddleware:
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
+            if response.streaming:
+                return _report_when_closed(request, response, scope)
             await analyse_from_async(scope)
         return _finish(request, response, scope)
 
@@ -152,3 +156,66 @@ def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) ->
         response["X-NPlusOne-Guard"] = report.header_value()
     act(report, config.ACTION, label=f"{request.method} {request.path}")
     return response
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _report_when_closed(
+    request: HttpRequest, response: StreamingHttpResponse, scope: capture
+) -> StreamingHttpResponse:
+    """Keep recording while a streamed body (``StreamingHttpResponse``, ``FileResponse``) is
+    consumed, after the middleware has returned; analyse and deliver when it is closed.
+
+    The request's scope is :class:`~django_nplusone_guard.capture.resumed` around each step
+    of the body, in whatever context consumes it (the server's, a test's), and only for
+    that step: its statements join the request's report, and nothing else (the consumer's
+    own scope, the next request on the thread) ever sees the scope. The report is delivered
+    when the server (or the test client) closes the response, before Django's ``close()``
+    sends ``request_finished``. The headers are gone by then: no ``X-NPlusOne-Guard``.
+    """
+    content = response.streaming_content
+    if response.is_async:
+        response.streaming_content = _astream(scope, content)  # type: ignore[arg-type]
+    else:
+        response.streaming_content = _stream(scope, content)  # type: ignore[arg-type]
+    close = response.close
+    closed = False
+
+    def report_then_close() -> None:
+        nonlocal closed
+        if closed:
+            close()
+            return
+        closed = True
+        try:
+            scope.analyse()
+            act(scope.report, conf.get_config().ACTION, label=f"{request.method} {request.path}")
+        finally:
+            close()
+
+    response.close = report_then_close  # type: ignore[method-assign]
+    return response
+
+
+def _stream(scope: capture, content: Iterator[bytes]) -> Iterator[bytes]:
+    iterator = iter(content)
+    while True:
+        with resumed(scope):
+            chunk = next(iterator, _END)
+        if chunk is _END:
+            return
+        yield chunk
+
+
+_END: Any = object()
+
+
+async def _astream(scope: capture, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    iterator = aiter(content)
+    while True:
+        with resumed(scope):  # set and reset in this task, around one step only
+            chunk = await anext(iterator, _END)
+        if chunk is _END:
+            return
+        yield chunk
