@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from . import conf
@@ -103,7 +104,8 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
     """The request's capture, or None: disabled, ignored URL, or a failure to start one
     (logged; the request then runs unguarded rather than failing)."""
     config = conf.get_config()
-    if not conf.is_enabled(config):
+    enabled = config.ENABLED  # conf.is_enabled(), inline: this runs for every request
+    if not (settings.DEBUG if enabled is None else enabled):
         return None
     if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None

@@ -90,6 +90,7 @@ async def test_an_async_iterator_under_asgi(books, guard):
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous")
 async def test_a_sync_generator_under_asgi(books, guard):
     guard(ACTION="off")
     response: Any = await AsyncClient().get("/audit/export.csv")
@@ -99,6 +100,7 @@ async def test_a_sync_generator_under_asgi(books, guard):
     assert report.nplusones[0].count == 5
 
 
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous")
 def test_an_async_iterator_under_wsgi(books, guard):
     guard(ACTION="off")
     response = Client().get("/stream/async.csv")
