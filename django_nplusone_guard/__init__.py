@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .capture import capture, ignore
 from .exceptions import NPlusOneDetected, NPlusOneWarning
+from .guarded import guarded
 from .report import Report
 from .testing import assert_no_nplusone
 
@@ -16,6 +17,7 @@ __all__ = [
     "Report",
     "assert_no_nplusone",
     "capture",
+    "guarded",
     "ignore",
 ]
 

@@ -14,8 +14,19 @@ class NPlusOneGuardConfig(AppConfig):
 
         install()
         install_orm_hooks()
+        _guard_commands_when_asked()
         if apps.is_installed("debug_toolbar"):
             # The middleware without the panel: still keep the hooks out of SQL panel stacks.
             from .panels import hide_from_toolbar_stacks
 
             hide_from_toolbar_stacks()
+
+
+def _guard_commands_when_asked() -> None:
+    """Wrap management commands only once ``COMMANDS`` is set, now or by a later settings
+    change (a test's ``override_settings``): off, commands run exactly as without the app."""
+    from . import conf
+    from .commands import sync_with_settings
+
+    sync_with_settings()
+    conf.on_settings_change(sync_with_settings)

@@ -936,6 +936,27 @@ class suppressed:
         _current.reset(self._token)
 
 
+class resumed:
+    """Record into a stopped capture's scope again, for work that belongs to it but runs
+    after its owner returned (a streamed response's body). Set and reset around each step
+    in the context that runs it, so the scope never outlives the step there."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope_capture: capture) -> None:
+        self._scope = scope_capture.scope
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        if self._scope is not None:
+            self._token = _current.set(self._scope)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+
 # Bound last: :mod:`.detect` imports this module, which is complete by now. A function-level
 # import here would run the import machinery (``ModuleSpec.parent`` included) at the end of
 # every request.

@@ -18,12 +18,16 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-__all__ = ["ACTIONS", "Config", "Problem", "get_config", "validate"]
+__all__ = ["ACTIONS", "Config", "Problem", "get_config", "is_enabled", "validate"]
 
 logger = logging.getLogger("django_nplusone_guard")
 
 SETTING_NAME = "NPLUSONE_GUARD"
 ACTIONS = ("log", "warn", "raise", "off")
+#: Commands never guarded, whatever ``COMMANDS`` says: they serve requests (guarded by the
+#: middleware), run the tests (guarded by the test helpers), change the schema, hand over to
+#: a person, or are the guard's own audit.
+NEVER_GUARDED_COMMANDS = frozenset({"runserver", "migrate", "test", "shell", "nplusone_audit"})
 ALLOW_RULE_KEYS = frozenset({"model", "field", "callsite", "sql", "kind"})
 
 
@@ -31,7 +35,9 @@ ALLOW_RULE_KEYS = frozenset({"model", "field", "callsite", "sql", "kind"})
 class Config:
     """Parsed settings; build one with :func:`get_config`, never by hand in library code."""
 
-    ENABLED: bool = False
+    #: ``None`` (unset) follows ``DEBUG`` as it is when each request, command or task
+    #: starts: see :func:`is_enabled`.
+    ENABLED: bool | None = None
     ACTION: str = "log"
     THRESHOLD: int = 2
     EXPLAIN: bool = False
@@ -45,6 +51,8 @@ class Config:
     REPORT_DUPLICATES: bool = True
     REPORT_UNUSED_EAGER: bool = False
     ANALYSIS_BUDGET_MS: int = 2_000
+    #: ``False``, ``True`` (every command) or command names / fnmatch patterns.
+    COMMANDS: bool | tuple[str, ...] = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -86,6 +94,10 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "REPORT_DUPLICATES": (_is_bool, "a bool"),
     "REPORT_UNUSED_EAGER": (_is_bool, "a bool"),
     "ANALYSIS_BUDGET_MS": (_is_positive_int, "a positive int (milliseconds)"),
+    "COMMANDS": (
+        lambda v: _is_bool(v) or _is_str_list(v),
+        "True, False or a list of command names / fnmatch patterns (strings)",
+    ),
 }
 
 
@@ -221,6 +233,21 @@ def validate(raw: Any) -> list[Problem]:
                         "IGNORE_URLS",
                     )
                 )
+    commands = raw.get("COMMANDS")
+    if isinstance(commands, list | tuple) and _is_str_list(commands):
+        for name in commands:
+            if not name.strip() or name in NEVER_GUARDED_COMMANDS:
+                problems.append(
+                    Problem(
+                        "django_nplusone_guard.E008",
+                        f"{SETTING_NAME}['COMMANDS'] has {name!r}, which is never guarded."
+                        if name.strip()
+                        else f"{SETTING_NAME}['COMMANDS'] has an empty name.",
+                        "List your own commands' names or fnmatch patterns ('report_*'); "
+                        f"{', '.join(sorted(NEVER_GUARDED_COMMANDS))} are never guarded.",
+                        "COMMANDS",
+                    )
+                )
     if "ALLOW" in raw and isinstance(raw["ALLOW"], list | tuple):
         problems.extend(
             replace(p, key="ALLOW")
@@ -246,7 +273,7 @@ def _build(raw: Mapping[str, Any]) -> Config:
 
     defaults = Config()
     return Config(
-        ENABLED=value("ENABLED", bool(settings.DEBUG)),
+        ENABLED=value("ENABLED", None),
         ACTION=value("ACTION", defaults.ACTION),
         THRESHOLD=value("THRESHOLD", defaults.THRESHOLD),
         EXPLAIN=value("EXPLAIN", defaults.EXPLAIN),
@@ -260,8 +287,13 @@ def _build(raw: Mapping[str, Any]) -> Config:
         REPORT_DUPLICATES=value("REPORT_DUPLICATES", defaults.REPORT_DUPLICATES),
         REPORT_UNUSED_EAGER=value("REPORT_UNUSED_EAGER", defaults.REPORT_UNUSED_EAGER),
         ANALYSIS_BUDGET_MS=value("ANALYSIS_BUDGET_MS", defaults.ANALYSIS_BUDGET_MS),
+        COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
         raw=dict(raw),
     )
+
+
+def _commands(value: bool | Sequence[str]) -> bool | tuple[str, ...]:
+    return value if isinstance(value, bool) else tuple(value)
 
 
 def get_config() -> Config:
@@ -272,6 +304,18 @@ def get_config() -> Config:
         raw = getattr(settings, SETTING_NAME, {})
         config = _cached = _build(raw if isinstance(raw, Mapping) else {})
     return config
+
+
+def is_enabled(config: Config | None = None) -> bool:
+    """Whether the automatic front doors (middleware, commands, tasks) guard what starts
+    now: ``ENABLED`` when it is set, else ``DEBUG`` as it is at this moment.
+
+    ``DEBUG`` is read here, never cached: Django's test runner sets it to ``False`` without
+    sending ``setting_changed``, so a value derived from it at start-up would keep the guard
+    on (or off) for a whole suite, and then flip the first time a test overrides ``DEBUG``.
+    """
+    enabled = (get_config() if config is None else config).ENABLED
+    return bool(settings.DEBUG) if enabled is None else enabled
 
 
 def clear_cache() -> None:
@@ -291,7 +335,8 @@ def on_settings_change(callback: Callable[[], None]) -> None:
 
 @receiver(setting_changed)
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in (SETTING_NAME, "DEBUG"):
+    # DEBUG is not cached (see is_enabled), so only the guard's own setting clears.
+    if setting == SETTING_NAME:
         clear_cache()
 
 

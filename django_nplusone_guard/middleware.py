@@ -9,19 +9,17 @@ middleware (sessions, auth) are seen too.
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponseBase
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from . import conf
-from .capture import capture, log_internal_error
-from .exceptions import NPlusOneDetected, NPlusOneWarning
-from .report import Report, format_finding
+from .capture import capture, log_internal_error, resumed
+from .delivery import act
 
 __all__ = [
     "NPlusOneGuardMiddleware",
@@ -38,8 +36,6 @@ REQUEST_ATTR = "nplusone_guard_report"
 #: Where a request's capture waits while it records, so the middleware and the toolbar panel
 #: share one capture: whichever runs first opens it and the other joins it.
 CAPTURE_ATTR = "_nplusone_guard_capture"
-
-_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
 
 
 class NPlusOneGuardMiddleware:
@@ -68,6 +64,8 @@ class NPlusOneGuardMiddleware:
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
+            if response.streaming:  # type: ignore[union-attr]
+                return _report_when_closed(request, response, scope)  # type: ignore[arg-type]
             scope.analyse()
         return _finish(request, response, scope)  # type: ignore[arg-type]
 
@@ -80,6 +78,8 @@ class NPlusOneGuardMiddleware:
         finally:
             stopped_here = leave_request_capture(request, scope)
         if stopped_here:
+            if response.streaming:
+                return _report_when_closed(request, response, scope)
             await analyse_from_async(scope)
         return _finish(request, response, scope)
 
@@ -104,7 +104,8 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
     """The request's capture, or None: disabled, ignored URL, or a failure to start one
     (logged; the request then runs unguarded rather than failing)."""
     config = conf.get_config()
-    if not config.ENABLED:
+    enabled = config.ENABLED  # conf.is_enabled(), inline: this runs for every request
+    if not (settings.DEBUG if enabled is None else enabled):
         return None
     if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
@@ -159,37 +160,64 @@ def _finish(request: HttpRequest, response: HttpResponseBase, scope: capture) ->
     return response
 
 
-def act(report: Report, action: str, *, label: str = "") -> None:
-    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises."""
-    if action == "off" or not len(report):  # len(): no list of findings built to ask
-        return
-    if action == "raise":
-        if report.nplusones:
-            raise NPlusOneDetected(report, context=label)
-        return
-    log_params = conf.get_config().LOG_PARAMS
-    try:
-        for finding in report.findings:
-            text = format_finding(finding, verbose=False, params=log_params)
-            if action == "warn":
-                _warn_at_callsite(text, getattr(finding, "callsite", ""))
-            else:
-                logger.warning("%s%s", f"{label}: " if label else "", text)
-    except NPlusOneWarning:
-        raise  # warnings turned into errors (``-W error``) are the user's choice
-    except Exception:
-        log_internal_error("delivering findings")
+# --------------------------------------------------------------------------- streaming
 
 
-def _warn_at_callsite(message: str, callsite: str) -> None:
-    match = _CALLSITE_RE.match(callsite or "")
-    if match is None:
-        warnings.warn(message, NPlusOneWarning, stacklevel=2)
-        return
-    warnings.warn_explicit(
-        message,
-        NPlusOneWarning,
-        filename=match["path"],
-        lineno=int(match["line"]),
-        module=match["path"].removesuffix(".py").replace("/", "."),
-    )
+def _report_when_closed(
+    request: HttpRequest, response: StreamingHttpResponse, scope: capture
+) -> StreamingHttpResponse:
+    """Keep recording while a streamed body (``StreamingHttpResponse``, ``FileResponse``) is
+    consumed, after the middleware has returned; analyse and deliver when it is closed.
+
+    The request's scope is :class:`~django_nplusone_guard.capture.resumed` around each step
+    of the body, in whatever context consumes it (the server's, a test's), and only for
+    that step: its statements join the request's report, and nothing else (the consumer's
+    own scope, the next request on the thread) ever sees the scope. The report is delivered
+    when the server (or the test client) closes the response, before Django's ``close()``
+    sends ``request_finished``. The headers are gone by then: no ``X-NPlusOne-Guard``.
+    """
+    content = response.streaming_content
+    if response.is_async:
+        response.streaming_content = _astream(scope, content)  # type: ignore[arg-type]
+    else:
+        response.streaming_content = _stream(scope, content)  # type: ignore[arg-type]
+    close = response.close
+    closed = False
+
+    def report_then_close() -> None:
+        nonlocal closed
+        if closed:
+            close()
+            return
+        closed = True
+        try:
+            scope.analyse()
+            act(scope.report, conf.get_config().ACTION, label=f"{request.method} {request.path}")
+        finally:
+            close()
+
+    response.close = report_then_close  # type: ignore[method-assign]
+    return response
+
+
+def _stream(scope: capture, content: Iterator[bytes]) -> Iterator[bytes]:
+    iterator = iter(content)
+    while True:
+        with resumed(scope):
+            chunk = next(iterator, _END)
+        if chunk is _END:
+            return
+        yield chunk
+
+
+_END: Any = object()
+
+
+async def _astream(scope: capture, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    iterator = aiter(content)
+    while True:
+        with resumed(scope):  # set and reset in this task, around one step only
+            chunk = await anext(iterator, _END)
+        if chunk is _END:
+            return
+        yield chunk

@@ -323,10 +323,14 @@ class _GuardSession:
         if not (strict or suite or fixture is not None):
             return (yield)
 
+        from .delivery import start_reporting, stop_reporting
+
         options = fixture.options if fixture is not None else _marker_options(item)
         scope_capture = options.capture()
         if fixture is not None:
             fixture._capture = scope_capture
+        # The test reports its findings: requests and commands it runs deliver nothing.
+        token = start_reporting(item.nodeid)
         scope_capture.start()
         test_failed = True
         try:
@@ -334,6 +338,7 @@ class _GuardSession:
             test_failed = False
             return result
         finally:
+            stop_reporting(token)
             scope_capture.stop()
             scope_capture.analyse()
             if fixture is not None:
@@ -386,10 +391,10 @@ class _GuardSession:
         if self.mode == "fail":
             pytest.fail(message, pytrace=False)
         elif self.mode == "warn":
-            from .middleware import _warn_at_callsite
+            from .delivery import warn_at_callsite
 
             # Shown at the loop's line in pytest's warnings summary, like the middleware.
-            _warn_at_callsite(message, getattr(new[0], "callsite", ""))
+            warn_at_callsite(message, getattr(new[0], "callsite", ""))
 
     # ---- xdist
 

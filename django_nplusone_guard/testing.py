@@ -32,6 +32,7 @@ from .capture import (
     render_frame,
     render_stack,
 )
+from .delivery import start_reporting, stop_reporting
 from .detect import analyse_scope
 from .exceptions import NPlusOneDetected
 from .fingerprint import fingerprint
@@ -193,7 +194,7 @@ class assert_no_nplusone:
             missing_indexes=missing_indexes,
             duplicates=duplicates,
         )
-        self._active: list[tuple[capture, str]] = []
+        self._active: list[tuple[capture, str, Any]] = []
 
     def _check(self, scope_capture: capture, context: str) -> None:
         __tracebackhide__ = True
@@ -203,7 +204,9 @@ class assert_no_nplusone:
 
     def _begin(self, frame: FrameType) -> Report:
         scope_capture = self.options.capture()
-        self._active.append((scope_capture, _block_label(frame)))
+        label = _block_label(frame)
+        # This block reports its findings: a request or command inside it delivers nothing.
+        self._active.append((scope_capture, label, start_reporting(label)))
         return scope_capture.start(frame)
 
     def __enter__(self) -> Report:
@@ -216,7 +219,8 @@ class assert_no_nplusone:
         tb: TracebackType | None,
     ) -> Literal[False]:
         __tracebackhide__ = True
-        scope_capture, context = self._active.pop()
+        scope_capture, context, token = self._active.pop()
+        stop_reporting(token)
         scope_capture.stop()
         scope_capture.analyse()
         if exc_type is None:
@@ -233,7 +237,8 @@ class assert_no_nplusone:
         tb: TracebackType | None,
     ) -> Literal[False]:
         __tracebackhide__ = True
-        scope_capture, context = self._active.pop()
+        scope_capture, context, token = self._active.pop()
+        stop_reporting(token)
         await scope_capture.__aexit__(exc_type, exc, tb)
         if exc_type is None:
             self._check(scope_capture, context)
@@ -247,10 +252,12 @@ class assert_no_nplusone:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 __tracebackhide__ = True
                 scope_capture = self.options.capture()
+                token = start_reporting(context)
                 scope_capture.start(sys._getframe(0))
                 try:
                     result = await func(*args, **kwargs)
                 finally:
+                    stop_reporting(token)
                     await scope_capture.__aexit__(None, None, None)
                 self._check(scope_capture, context)
                 return result
@@ -261,10 +268,12 @@ class assert_no_nplusone:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             __tracebackhide__ = True
             scope_capture = self.options.capture()
+            token = start_reporting(context)
             scope_capture.start(sys._getframe(0))
             try:
                 result = func(*args, **kwargs)
             finally:
+                stop_reporting(token)
                 scope_capture.stop()
                 scope_capture.analyse()
             self._check(scope_capture, context)
@@ -348,10 +357,12 @@ class NPlusOneGuardMixin(_MixinBase):
             where=f"{type(self).__qualname__}.nplusone_*",
         )
         scope_capture = options.capture()
+        token = start_reporting(self.id())
         scope_capture.start(sys._getframe(0))
         try:
             super()._callTestMethod(method)  # type: ignore[misc]
         finally:
+            stop_reporting(token)
             scope_capture.stop()
             scope_capture.analyse()
         findings = options.failures(scope_capture.report, test_code=self.nplusone_test_code)

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.django_db
 capture_module = importlib.import_module("django_nplusone_guard.capture")
 detect_module = importlib.import_module("django_nplusone_guard.detect")
 middleware_module = importlib.import_module("django_nplusone_guard.middleware")
+delivery_module = importlib.import_module("django_nplusone_guard.delivery")
 
 SECRET_EMAIL = "alice.secret@example.com"
 INLINE_SECRET = "bob.inline@example.com"
@@ -335,7 +336,7 @@ def test_an_analysis_failure_is_logged_once_and_the_request_completes(
 def test_raise_mode_still_raises_for_a_real_finding(books, guard, monkeypatch, fresh_error_log):
     """A failure while logging findings is isolated; raise mode does not log, it raises."""
     guard(ACTION="raise")
-    monkeypatch.setattr(middleware_module, "format_finding", _explode)
+    monkeypatch.setattr(delivery_module, "format_finding", _explode)
     with pytest.raises(NPlusOneDetected) as raised:
         Client().get("/nplusone/")
     assert raised.value.report.nplusones[0].count == 5
@@ -345,7 +346,7 @@ def test_a_failure_while_delivering_findings_is_logged_once(
     books, guard, caplog, monkeypatch, fresh_error_log
 ):
     guard(ACTION="log")
-    monkeypatch.setattr(middleware_module, "format_finding", _explode)
+    monkeypatch.setattr(delivery_module, "format_finding", _explode)
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         statuses = [Client().get("/nplusone/").status_code for _ in range(2)]
     assert statuses == [200, 200]

@@ -401,3 +401,35 @@ def test_plugin_is_harmless_without_django(project, monkeypatch):
     needs = run(project, "-p", "no:django", "--nplusone=fail")
     assert needs.ret == pytest.ExitCode.USAGE_ERROR
     needs.stderr.fnmatch_lines(["*the --nplusone* options need pytest-django*"])
+
+
+def test_the_pytest_plugin_and_the_middleware_report_once(project):
+    project.makepyfile(
+        test_pages="""
+        import logging
+
+        import pytest
+        from django.test import Client
+
+
+        @pytest.fixture(autouse=True)
+        def _guard(settings):
+            settings.NPLUSONE_GUARD = {"ENABLED": True, "ACTION": "log"}
+
+
+        @pytest.mark.nplusone
+        def test_marked(books):
+            Client().get("/books/")
+
+
+        def test_unmarked(books, caplog):
+            with caplog.at_level(logging.WARNING):
+                Client().get("/books/")
+            assert len(caplog.records) == 1  # nothing else guards it: the middleware logs
+        """
+    )
+    result = run(project, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    assert output.count("N+1 query on testapp.Book.author") == 1, output
+    assert "Captured log call" not in output

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import AsyncIterator, Iterator
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views import View
 from rest_framework import generics, serializers
 
@@ -115,6 +122,45 @@ def streamed_export(request: HttpRequest) -> StreamingHttpResponse:
             yield f"{book.title},{book.author.name}\n"
 
     return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+def streamed_export_fixed(request: HttpRequest) -> StreamingHttpResponse:
+    def rows() -> Iterator[str]:
+        for book in Book.objects.select_related("author").order_by("id"):
+            yield f"{book.title},{book.author.name}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+async def async_streamed_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The same export from an async iterator."""
+
+    async def rows() -> AsyncIterator[str]:
+        async for book in Book.objects.order_by("id"):
+            author = await Author.objects.aget(pk=book.author_id)  # async-stream-nplusone
+            yield f"{book.title},{author.name}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+class _BookLines(io.RawIOBase):
+    """A file whose reads query the database: one line per book, its author read per line."""
+
+    def __init__(self) -> None:
+        self._books = iter(Book.objects.order_by("id"))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        book = next(self._books, None)
+        if book is None:
+            return b""
+        return f"{book.title},{book.author.name}\n".encode()  # file-nplusone
+
+
+def file_export(request: HttpRequest) -> FileResponse:
+    return FileResponse(_BookLines(), filename="books.csv", content_type="text/csv")
 
 
 async def async_create_counter(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,109 @@
+"""Delivering a report the way ``ACTION`` says: one place for every front door.
+
+The middleware, guarded commands, tasks and :func:`~django_nplusone_guard.guarded` all end
+their scope with :func:`act`. The test helpers and the pytest plugin report findings their
+own way (a failed test, a warning in pytest's summary); while one of them guards the code,
+it is :func:`reporting`, and :func:`act` leaves the findings to it, so one finding is
+reported once, not once by the test and once more by the middleware it ran through.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+
+from . import conf
+from .capture import log_internal_error
+from .exceptions import NPlusOneDetected, NPlusOneWarning
+from .report import Report, format_finding
+
+__all__ = ["act", "reporter", "reporting", "start_reporting", "stop_reporting"]
+
+logger = logging.getLogger("django_nplusone_guard")
+
+_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
+
+#: The outermost front door that reports its scope's findings itself (a test, a guarded
+#: block), by label; ``None`` when nothing does.
+_reporter: ContextVar[str | None] = ContextVar("django_nplusone_guard_reporter", default=None)
+
+
+def reporter() -> str | None:
+    """The label of the front door that reports the findings of this context, if any."""
+    return _reporter.get()
+
+
+def start_reporting(label: str) -> Token[str | None] | None:
+    """Declare that the code run from now on reports its findings itself (a test helper,
+    the pytest plugin, a guarded command): front doors opened inside it (a request made by
+    the test, a command it calls) still build their reports, but deliver nothing. The
+    outermost one wins: ``None`` when one already reports."""
+    if _reporter.get() is not None:
+        return None
+    return _reporter.set(label or "?")
+
+
+def stop_reporting(token: Token[str | None] | None) -> None:
+    """End what :func:`start_reporting` started (``None``: it started nothing)."""
+    if token is None:
+        return
+    try:
+        _reporter.reset(token)
+    except ValueError:  # ended in another context than started (a fixture finalised elsewhere)
+        _reporter.set(None)
+
+
+@contextmanager
+def reporting(label: str) -> Iterator[None]:
+    """:func:`start_reporting` for a block."""
+    token = start_reporting(label)
+    try:
+        yield
+    finally:
+        stop_reporting(token)
+
+
+def act(report: Report, action: str, *, label: str = "") -> None:
+    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises.
+
+    Nothing is delivered while an enclosing test or guarded block reports (:func:`reporting`).
+    """
+    if action == "off" or not len(report):  # len(): no list of findings built to ask
+        return
+    if _reporter.get() is not None:
+        return  # the enclosing guard reports these findings: one finding, one report
+    if action == "raise":
+        if report.nplusones:
+            raise NPlusOneDetected(report, context=label)
+        return
+    log_params = conf.get_config().LOG_PARAMS
+    try:
+        for finding in report.findings:
+            text = format_finding(finding, verbose=False, params=log_params)
+            if action == "warn":
+                warn_at_callsite(text, getattr(finding, "callsite", ""))
+            else:
+                logger.warning("%s%s", f"{label}: " if label else "", text)
+    except NPlusOneWarning:
+        raise  # warnings turned into errors (``-W error``) are the user's choice
+    except Exception:
+        log_internal_error("delivering findings")
+
+
+def warn_at_callsite(message: str, callsite: str) -> None:
+    """An :class:`NPlusOneWarning` shown at the line that fired the queries."""
+    match = _CALLSITE_RE.match(callsite or "")
+    if match is None:
+        warnings.warn(message, NPlusOneWarning, stacklevel=2)
+        return
+    warnings.warn_explicit(
+        message,
+        NPlusOneWarning,
+        filename=match["path"],
+        lineno=int(match["line"]),
+        module=match["path"].removesuffix(".py").replace("/", "."),
+    )
