@@ -116,27 +116,32 @@ class Provenance:
             self._origins = orm.origins_of(self._scope)
         return orm.loaded_by(self._origins, instance)
 
-    def loaded_before(self, index: int, wanted: set[Any]) -> set[Any]:
-        """Which of ``wanted`` are values of rows loaded before the statement at ``index``;
-        stops as soon as all are found (a loop's first rows hold its first values)."""
+    def loaded_before(self, index: int, wanted: set[Any]) -> tuple[set[Any], set[Any]]:
+        """Which of ``wanted`` are values of rows loaded before the statement at ``index``,
+        and the call sites of the evaluations that loaded them; stops as soon as all are
+        found (a loop's first rows hold its first values)."""
         if self._loads is None:
             self._loads = self._collect()
         found: set[Any] = set()
+        sites: set[Any] = set()
         budget = MAX_PROVENANCE_ROWS
-        for start, rows in self._loads:
+        for start, site, rows in self._loads:
             if start >= index:
                 break
             for row in rows:
                 budget -= 1
                 if budget < 0:
-                    return found
-                found.update(wanted.intersection(_row_values(row)))
-                if len(found) == len(wanted):
-                    return found
-        return found
+                    return found, sites
+                hits = wanted.intersection(_row_values(row))
+                if hits:
+                    found.update(hits)
+                    sites.add(site)
+                    if len(found) == len(wanted):
+                        return found, sites
+        return found, sites
 
-    def _collect(self) -> list[tuple[int, Any]]:
-        loads: list[tuple[int, Any]] = []
+    def _collect(self) -> list[tuple[int, Any, Any]]:
+        loads: list[tuple[int, Any, Any]] = []
         seen: set[int] = set()
         for index, record in enumerate(self._scope.records):
             event = record[EVENT]
@@ -145,9 +150,9 @@ class Provenance:
             seen.add(id(event))
             result = event.result
             if event.kind == "fetch" and result:
-                loads.append((index, result))
+                loads.append((index, event.site, result))
             elif isinstance(result, models.Model):
-                loads.append((index, (result,)))
+                loads.append((index, event.site, (result,)))
         return loads
 
 
@@ -254,12 +259,17 @@ def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
             if library is not None:
                 return Verdict("library", library, _advice(library, group))
         return verdict
-    verdict = _by_parameters(group, provenance)
+    verdict, sources = _by_parameters(group, provenance)
     library = library_of(scope, group.stack)
     if library is None:
         return verdict
-    if verdict is _REPEAT and group.stack and owners.owner_of(group.stack[0]) is None:
-        return verdict  # a line of the user's asked a library the same thing again
+    if group.stack and owners.owner_of(group.stack[0]) is None:
+        if verdict is _REPEAT:
+            return verdict  # a line of the user's asked a library the same thing again
+        if any(site != group.stack[:2] for site in sources if site is not None):
+            # The library was called once per row of a queryset the user evaluated
+            # elsewhere (``for u in users: u.has_perm(...)``): the user's loop.
+            return verdict
     return Verdict("library", library, _advice(library, group))
 
 
@@ -309,27 +319,28 @@ def _by_rows(subjects: list[tuple[tuple[Any, Any], Any]], provenance: Provenance
     return _NONE
 
 
-def _by_parameters(group: Group, provenance: Provenance) -> Verdict:
+def _by_parameters(group: Group, provenance: Provenance) -> tuple[Verdict, set[Any]]:
     """Calls about no instance (``get(pk=...)``, ``filter(...)``, raw SQL): equal parameters
     are a repeat; varying ones are a loop when they are values of rows loaded earlier in the
-    scope, or when there are too many of them to be a handful of constants."""
+    scope, or when there are too many of them to be a handful of constants. Also says
+    where the rows the values came from were loaded."""
     records = group.records[:MAX_CLASSIFIED_CALLS]
     params = [_flat(record[PARAMS]) for record in records]
     # Values written into the SQL text (``SELECT 1``, ``SELECT 2``) vary as much as bound
     # parameters do, and cannot be traced to rows.
     distinct = {(str(r[SQL]), p) for r, p in zip(records, params, strict=True) if p is not None}
     if len(distinct) <= 1 and None not in params:
-        return _REPEAT
+        return _REPEAT, set()
     varying = _varying_values(params)
     if varying:
         wanted = {_hashable(v) for values in varying for v in values}
-        loaded = provenance.loaded_before(group.first_index, wanted)
+        loaded, sites = provenance.loaded_before(group.first_index, wanted)
         traced = sum(1 for values in varying if any(_hashable(v) in loaded for v in values))
         if traced * 2 >= len(varying):
-            return LOOP
+            return LOOP, sites
     if len(distinct) >= MIN_UNTRACED_LOOP or None in params:
-        return LOOP
-    return _REPEAT
+        return LOOP, set()
+    return _REPEAT, set()
 
 
 def _flat(params: Any) -> tuple[Any, ...] | None:

@@ -725,3 +725,19 @@ def test_a_prefetching_queryset_evaluated_per_row_is_one_finding(books):
     finding = only_nplusone(report)
     assert finding.model == "testapp.Book"
     assert finding.count == 3 * Author.objects.count()
+
+
+def test_a_library_called_once_per_row_of_the_users_queryset_is_the_users_loop(db):
+    """``for user in users: user.has_perm(...)``: Django's auth backend queries each user's
+    group permissions, but it is called once per row of the user's own queryset, so the
+    loop (and its fix) is the user's, not ``django.contrib.auth``'s."""
+    from django.contrib.auth.models import User
+
+    for index in range(4):
+        User.objects.create_user(f"member{index}")
+    with capture() as report:
+        for user in User.objects.order_by("id"):  # users-loop
+            user.has_perm("testapp.view_book")
+    assert [d for d in report.duplicates if d.kind == "library"] == [], str(report)
+    models_reported = {f.model for f in report.nplusones}
+    assert "auth.Permission" in models_reported, str(report)
