@@ -107,7 +107,7 @@ class Provenance:
 
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
-        self._loads: list[tuple[int, Any]] | None = None
+        self._loads: list[tuple[int, Any, Any]] | None = None
         self._origins: Any = None
 
     def loaded_by(self, instance: Any) -> object | None:
