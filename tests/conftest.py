@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
@@ -19,3 +21,18 @@ def _close_worker_thread_connections():
     test and would keep PostgreSQL from dropping the test database; close them."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture
+def guard(settings):
+    """Turn the guard on explicitly (the test settings' DEBUG says nothing), with options."""
+
+    def configure(**options):
+        settings.NPLUSONE_GUARD = {"ENABLED": True, **options}
+
+    return configure
+
+
+def guard_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The log records the guard wrote."""
+    return [r for r in caplog.records if r.name == "django_nplusone_guard"]

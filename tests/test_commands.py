@@ -17,22 +17,11 @@ from django.core.management import call_command
 from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning, assert_no_nplusone
 from django_nplusone_guard.checks import check_settings
 from django_nplusone_guard.commands import is_guarded_command
+from tests.conftest import guard_records
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def guard(settings):
-    def configure(**options):
-        settings.NPLUSONE_GUARD = {"ENABLED": True, **options}
-
-    return configure
-
-
-def _guard_records(caplog):
-    return [r for r in caplog.records if r.name == "django_nplusone_guard"]
 
 
 def _report(*args: str) -> str:
@@ -46,7 +35,7 @@ def test_a_guarded_command_logs_its_nplusone_with_its_name(books, guard, caplog)
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         output = _report()
     assert output.count("\n") == 5  # the command ran as usual
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     message = record.getMessage()
     assert message.startswith("book_report: N+1 query on testapp.Book.author: 5 queries")
     assert "tests/testapp/management/commands/book_report.py:" in message
@@ -56,7 +45,7 @@ def test_the_fixed_command_logs_nothing(books, guard, caplog):
     guard(COMMANDS=["book_report"], ACTION="log")
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         _report("--fixed")
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 def test_warn_points_at_the_commands_line(books, guard):
@@ -88,7 +77,7 @@ def test_a_command_that_fails_keeps_its_own_error(books, guard, caplog):
         pytest.raises(RuntimeError),
     ):
         _report("--fail")
-    assert len(_guard_records(caplog)) == 1  # its N+1 is still reported
+    assert len(guard_records(caplog)) == 1  # its N+1 is still reported
 
 
 @pytest.mark.parametrize(
@@ -104,7 +93,7 @@ def test_not_guarded_unless_asked(books, settings, caplog, options):
     settings.NPLUSONE_GUARD = {"ENABLED": True, "ACTION": "raise", **options}
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         _report()
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 def test_unset_enabled_follows_debug_when_the_command_starts(books, settings):
@@ -125,7 +114,7 @@ def test_a_command_inside_a_test_helper_is_reported_once(books, guard, caplog):
     ):
         _report()
     assert len(excinfo.value.findings) == 1
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 @pytest.mark.parametrize(

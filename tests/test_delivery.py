@@ -13,14 +13,11 @@ from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning, assert_no_n
 from django_nplusone_guard.delivery import act, reporter, reporting
 from django_nplusone_guard.middleware import REQUEST_ATTR
 from django_nplusone_guard.testing import NPlusOneGuardMixin
+from tests.conftest import guard_records
 from tests.factories import AuthorFactory, BookFactory
 from tests.testapp.models import Book
 
 pytestmark = pytest.mark.django_db
-
-
-def _guard_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "django_nplusone_guard"]
 
 
 @pytest.mark.parametrize("action", ["log", "warn", "raise"])
@@ -32,7 +29,7 @@ def test_a_request_inside_assert_no_nplusone_is_reported_once(books, settings, c
             response = Client(raise_request_exception=True).get("/books/")
     assert len(excinfo.value.findings) == 1
     assert "the block at tests/test_delivery.py" in str(excinfo.value)
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
     assert [w for w in caught if issubclass(w.category, NPlusOneWarning)] == []
     # The middleware still built its report: the header and the panel keep working.
     assert len(getattr(response.wsgi_request, REQUEST_ATTR).nplusones) == 1
@@ -44,7 +41,7 @@ def test_a_request_inside_a_plain_capture_is_still_delivered(books, settings, ca
     with caplog.at_level(logging.WARNING), capture() as report:
         Client().get("/books/")
     assert len(report.nplusones) == 1
-    assert len(_guard_records(caplog)) == 1
+    assert len(guard_records(caplog)) == 1
 
 
 def test_the_decorator_form_reports_once(books, settings, caplog):
@@ -56,7 +53,7 @@ def test_the_decorator_form_reports_once(books, settings, caplog):
 
     with caplog.at_level(logging.WARNING), pytest.raises(NPlusOneDetected):
         page()
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 class _GuardedPage(NPlusOneGuardMixin, TestCase):
@@ -76,7 +73,7 @@ def test_the_mixin_reports_once(settings, caplog):
         unittest.TestSuite([_GuardedPage("test_page")]).run(result)
     [(_test, failure)] = result.failures
     assert "NPlusOneDetected" in failure
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 def test_reporting_nests_and_the_outermost_wins():
@@ -95,8 +92,8 @@ def test_act_delivers_nothing_while_something_reports(books, caplog):
     with caplog.at_level(logging.WARNING), reporting("a test"):
         act(report, "log", label="job")
         act(report, "raise", label="job")
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
     with caplog.at_level(logging.WARNING):
         act(report, "log", label="job")
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     assert record.getMessage().startswith("job: N+1 query on testapp.Book.author")

@@ -8,13 +8,10 @@ import warnings
 import pytest
 
 from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning, guarded
+from tests.conftest import guard_records
 from tests.testapp.models import Author, Book
 
 pytestmark = pytest.mark.django_db
-
-
-def _guard_records(caplog):
-    return [r for r in caplog.records if r.name == "django_nplusone_guard"]
 
 
 def _author_names() -> list[str]:
@@ -45,19 +42,11 @@ def fixed_job() -> list[str]:
     return [book.author.name for book in Book.objects.select_related("author")]
 
 
-@pytest.fixture
-def guard(settings):
-    def configure(**options):
-        settings.NPLUSONE_GUARD = {"ENABLED": True, **options}
-
-    return configure
-
-
 def test_a_guarded_function_logs_with_its_label(books, guard, caplog):
     guard(ACTION="log")
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         assert len(send_reminders()) == 5
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     message = record.getMessage()
     assert message.startswith("send_reminders: N+1 query on testapp.Book.author: 5 queries")
     assert "tests/test_guarded.py:" in message
@@ -67,7 +56,7 @@ def test_the_label_defaults_to_the_functions_dotted_name(books, guard, caplog):
     guard(ACTION="log")
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         unlabelled_job()
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     assert record.getMessage().startswith("tests.test_guarded.unlabelled_job: N+1 query")
 
 
@@ -129,7 +118,7 @@ def test_nested_guards_report_once_from_the_outermost(books, guard, caplog):
 
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         outer()
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     assert record.getMessage().startswith("outer: N+1 query")
 
 
@@ -145,7 +134,7 @@ def test_a_failing_function_keeps_its_error_and_its_findings_are_logged(books, g
     guard(ACTION="log")
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"), pytest.raises(KeyError):
         failing()
-    assert len(_guard_records(caplog)) == 1
+    assert len(guard_records(caplog)) == 1
 
 
 @pytest.mark.parametrize("options", [{"ENABLED": False}, {"ACTION": "off"}])
@@ -153,7 +142,7 @@ def test_off_when_the_guard_is(books, settings, caplog, options):
     settings.NPLUSONE_GUARD = {"ENABLED": True, "ACTION": "log", **options}
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         send_reminders()
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 def test_unset_enabled_follows_debug_when_the_call_starts(books, settings):

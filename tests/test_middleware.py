@@ -11,20 +11,9 @@ from django.test import AsyncClient, Client
 
 from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning
 from django_nplusone_guard.middleware import REQUEST_ATTR
+from tests.conftest import guard_records
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def guard(settings):
-    def configure(**options):
-        settings.NPLUSONE_GUARD = {"ENABLED": True, **options}
-
-    return configure
-
-
-def _guard_records(caplog):
-    return [r for r in caplog.records if r.name == "django_nplusone_guard"]
 
 
 def test_log_action_writes_one_warning_per_finding(books, guard, caplog):
@@ -32,7 +21,7 @@ def test_log_action_writes_one_warning_per_finding(books, guard, caplog):
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         response = Client().get("/books/")
     assert response.status_code == 200
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert message.startswith("GET /books/: N+1 query on testapp.Book.author: 5 queries")
@@ -43,7 +32,7 @@ def test_fixed_view_logs_nothing(books, guard, caplog):
     guard(ACTION="log")
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         Client().get("/books/fixed/")
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
 
 
 def test_warn_action_warns_at_the_offending_line(books, guard):
@@ -73,7 +62,7 @@ def test_off_action_and_disabled_guard_do_nothing(books, guard, caplog):
         with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
             response = Client().get("/books/")
         assert response.status_code == 200
-        assert _guard_records(caplog) == []
+        assert guard_records(caplog) == []
 
 
 def test_enabled_defaults_to_debug(books, settings):

@@ -10,20 +10,9 @@ from django.test import AsyncClient, Client
 
 from django_nplusone_guard import NPlusOneDetected, capture
 from django_nplusone_guard.middleware import REQUEST_ATTR
+from tests.conftest import guard_records
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def guard(settings):
-    def configure(**options):
-        settings.NPLUSONE_GUARD = {"ENABLED": True, **options}
-
-    return configure
-
-
-def _guard_records(caplog):
-    return [r for r in caplog.records if r.name == "django_nplusone_guard"]
 
 
 def _body(response) -> bytes:
@@ -36,14 +25,14 @@ def test_a_generator_that_runs_an_nplusone_is_reported_when_the_body_is_done(boo
         response = Client().get("/audit/export.csv")
         report = getattr(response.wsgi_request, REQUEST_ATTR)
         assert report.query_count == 0  # nothing has streamed yet
-        assert _guard_records(caplog) == []
+        assert guard_records(caplog) == []
         assert _body(response).count(b"\n") == 5
     assert report.query_count == 6
     [finding] = report.nplusones
     assert finding.count == 5
     assert finding.callsite.startswith("tests/testapp/views.py:")
     assert finding.callsite.endswith("in streamed_export.<locals>.rows")
-    [record] = _guard_records(caplog)
+    [record] = guard_records(caplog)
     assert record.getMessage().startswith("GET /audit/export.csv: N+1 query on testapp.Book")
 
 
@@ -52,7 +41,7 @@ def test_the_fixed_export_logs_nothing(books, guard, caplog):
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         response = Client().get("/stream/fixed.csv")
         assert _body(response).count(b"\n") == 5
-    assert _guard_records(caplog) == []
+    assert guard_records(caplog) == []
     assert getattr(response.wsgi_request, REQUEST_ATTR).query_count == 1
 
 
@@ -133,7 +122,7 @@ def test_closing_early_still_reports_what_ran(books, guard, caplog):
     report = getattr(response.wsgi_request, REQUEST_ATTR)
     assert report.query_count == 4
     assert report.nplusones[0].count == 3
-    assert len(_guard_records(caplog)) == 1
+    assert len(guard_records(caplog)) == 1
 
 
 def test_no_header_on_a_streamed_response(books, guard):
