@@ -22,6 +22,8 @@ urlpatterns = [
     path("stream/fixed.csv", views.streamed_export_fixed),
     path("stream/async.csv", views.async_streamed_export),
     path("stream/file.csv", views.file_export),
+    path("threads/books/", views.threaded_authors),
+    path("threads/books/without-context/", views.threaded_authors_without_context),
     path("audit/async-counter/", views.async_create_counter),
     path("orm/books/template/", views.orm_book_list_template),
     path("orm/api/authors/", views.orm_author_api),

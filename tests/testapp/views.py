@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+from django.db import connections
 from django.http import (
     FileResponse,
     HttpRequest,
@@ -112,6 +115,40 @@ def duplicate_lookup(request: HttpRequest) -> HttpResponse:
     first = Author.objects.filter(email="ada@private.example").count()
     second = Author.objects.filter(email="ada@private.example").count()
     return JsonResponse({"matches": first + second})
+
+
+def _author_names(books: list[Book]) -> list[str]:
+    """One thread's share of the work: an N+1 over its books. The thread closes its own
+    connection: Django closes only the request thread's."""
+    names = []
+    try:
+        for book in books:
+            names.append(book.author.name)  # thread-nplusone
+    finally:
+        connections.close_all()
+    return names
+
+
+def threaded_authors(request: HttpRequest) -> HttpResponse:
+    """Reads each book's author in two worker threads, each run in a copy of the request's
+    context, so its statements count for the request."""
+    books = list(Book.objects.order_by("id"))
+    shares = [books[0::2], books[1::2]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, _author_names, share) for share in shares
+        ]
+        names = [name for future in futures for name in future.result()]
+    return JsonResponse({"authors": names})
+
+
+def threaded_authors_without_context(request: HttpRequest) -> HttpResponse:
+    """The same work in threads that do not get the request's context: not counted."""
+    books = list(Book.objects.order_by("id"))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_author_names, share) for share in (books[0::2], books[1::2])]
+        names = [name for future in futures for name in future.result()]
+    return JsonResponse({"authors": names})
 
 
 def streamed_export(request: HttpRequest) -> StreamingHttpResponse:
