@@ -15,6 +15,7 @@ class NPlusOneGuardConfig(AppConfig):
         install()
         install_orm_hooks()
         _guard_commands_when_asked()
+        _guard_tasks_when_asked()
         if apps.is_installed("debug_toolbar"):
             # The middleware without the panel: still keep the hooks out of SQL panel stacks.
             from .panels import hide_from_toolbar_stacks
@@ -27,6 +28,16 @@ def _guard_commands_when_asked() -> None:
     change (a test's ``override_settings``): off, commands run exactly as without the app."""
     from . import conf
     from .commands import sync_with_settings
+
+    sync_with_settings()
+    conf.on_settings_change(sync_with_settings)
+
+
+def _guard_tasks_when_asked() -> None:
+    """Connect to ``django.tasks``' signals only once ``TASKS`` is set and only on Django
+    6.0+: on older versions ``django.tasks`` is never imported."""
+    from . import conf
+    from .tasks import sync_with_settings
 
     sync_with_settings()
     conf.on_settings_change(sync_with_settings)

@@ -53,6 +53,8 @@ class Config:
     ANALYSIS_BUDGET_MS: int = 2_000
     #: ``False``, ``True`` (every command) or command names / fnmatch patterns.
     COMMANDS: bool | tuple[str, ...] = False
+    #: Guard each execution of a ``django.tasks`` task (Django 6.0+).
+    TASKS: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -98,6 +100,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: _is_bool(v) or _is_str_list(v),
         "True, False or a list of command names / fnmatch patterns (strings)",
     ),
+    "TASKS": (_is_bool, "a bool"),
 }
 
 
@@ -288,6 +291,7 @@ def _build(raw: Mapping[str, Any]) -> Config:
         REPORT_UNUSED_EAGER=value("REPORT_UNUSED_EAGER", defaults.REPORT_UNUSED_EAGER),
         ANALYSIS_BUDGET_MS=value("ANALYSIS_BUDGET_MS", defaults.ANALYSIS_BUDGET_MS),
         COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
+        TASKS=value("TASKS", defaults.TASKS),
         raw=dict(raw),
     )
 
