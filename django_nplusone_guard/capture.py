@@ -390,6 +390,7 @@ def _walk(
     below: FrameType | None = None  # the frame the current one called
     entered: list[FrameType | None] = []
     above: list[FrameType] = []
+    collecting = False  # from the first entry to the next: library code that called it
     if frame is None:
         return (), None, False, -1, None, None, ([], [])
     kind_of = _frame_kinds.get
@@ -402,13 +403,15 @@ def _walk(
             if frame is hook:
                 hook_at = len(stack)
                 hook_depth = depth
-            if len(entered) == 1 and len(above) < MAX_ABOVE:
-                above.append(frame)  # library code between the first entry and the next
+            if collecting:
+                above.append(frame)
+                collecting = len(above) < MAX_ABOVE
         elif kind == _USER and below is not None and below.f_code in _pass_codes:
             pass  # a middleware passing the request on to the next handler
         else:
             if kind == _USER:
                 entered.append(below)
+                collecting = len(entered) == 1
                 if first is None:
                     first, first_depth = frame, depth
                 lines = _user_lines.get(id(code))
@@ -426,6 +429,7 @@ def _walk(
                 found = owners.entry(frame, _owner_readers.get(id(code)) or _no_owner)
                 if found:
                     entered.append(below)
+                    collecting = len(entered) == 1
                     stack.extend(found)
                     if len(stack) >= 2 * MAX_USER_FRAMES:
                         break
