@@ -266,11 +266,19 @@ def classify(scope: Scope, group: Group, provenance: Provenance) -> Verdict:
     if group.stack and owners.owner_of(group.stack[0]) is None:
         if verdict is _REPEAT:
             return verdict  # a line of the user's asked a library the same thing again
-        if any(site != group.stack[:2] for site in sources if site is not None):
-            # The library was called once per row of a queryset the user evaluated
-            # elsewhere (``for u in users: u.has_perm(...)``): the user's loop.
+        if _loops_here(sources, group.stack):
+            # The library was called once per row of a queryset that a function on this
+            # stack evaluated (``for u in users: u.has_perm(...)``): the user's loop.
             return verdict
     return Verdict("library", library, _advice(library, group))
+
+
+def _loops_here(sources: set[Any], stack: tuple[Any, ...]) -> bool:
+    """Whether rows the parameters came from were evaluated by a line of the user's own
+    code on this stack, other than the line that called the library: that function loops
+    over them. Rows a library loaded (a stand-in's site) do not count."""
+    codes = {id(code) for code in stack[::2] if owners.owner_of(code) is None}
+    return any(site is not None and id(site[0]) in codes and site != stack[:2] for site in sources)
 
 
 #: The library behind a cascade: Django deletes related rows and signals each one.
