@@ -175,6 +175,14 @@ def test_a_task_inside_a_test_helper_is_reported_once(books, guard, eager, caplo
     assert guard_records(caplog) == []
 
 
+def test_a_task_run_by_a_request_is_reported_once_by_the_request(books, guard, client, caplog):
+    guard(CELERY=True, ACTION="log")
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
+        assert len(client.get("/guarded/celery/").json()["authors"]) == 5
+    [record] = guard_records(caplog)
+    assert record.getMessage().startswith("GET /guarded/celery/: N+1 query on testapp.Book")
+
+
 def test_a_bad_celery_value_is_a_system_check_error(settings):
     settings.NPLUSONE_GUARD = {"CELERY": "yes"}
     [message] = check_settings()

@@ -25,6 +25,7 @@ urlpatterns = [
     path("guarded/job/", views.guarded_job),
     path("guarded/command/", views.guarded_command),
     path("guarded/stream/", views.streamed_guarded_job),
+    path("guarded/celery/", views.celery_task),
     path("threads/books/", views.threaded_authors),
     path("threads/books/without-context/", views.threaded_authors_without_context),
     path("audit/async-counter/", views.async_create_counter),

@@ -263,3 +263,10 @@ def streamed_guarded_job(request: HttpRequest) -> StreamingHttpResponse:
         yield from (f"{name}\n" for name in _guarded_author_names())
 
     return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+def celery_task(request: HttpRequest) -> HttpResponse:
+    """A view running a Celery task eagerly (``apply()``)."""
+    from tests.testapp import celery_tasks  # Celery only for the tests that ask for it
+
+    return JsonResponse({"authors": celery_tasks.author_names.apply().get()})
