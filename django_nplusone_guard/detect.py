@@ -38,7 +38,7 @@ from .capture import (
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
-from .report import Duplicate, Finding, NPlusOne, QueryRun, Report, as_text
+from .report import Duplicate, Finding, NPlusOne, QueryRun, Report, as_text, finding_order
 
 if TYPE_CHECKING:
     from .capture import capture
@@ -281,12 +281,10 @@ def _analyse_in_full(
         duplicates.extend(_duplicates(groups.values(), handled, stacks))
 
     report.nplusones = sorted(
-        (f for f in nplusones if not is_allowed(f, options.allow)),
-        key=lambda f: (-f.count, -f.total_time_ms),
+        (f for f in nplusones if not is_allowed(f, options.allow)), key=finding_order
     )
     report.duplicates = sorted(
-        (f for f in duplicates if not is_allowed(f, options.allow)),
-        key=lambda f: (-f.count, -f.total_time_ms),
+        (f for f in duplicates if not is_allowed(f, options.allow)), key=finding_order
     )
     if options.explain:
         from .explain import find_missing_indexes
@@ -298,7 +296,9 @@ def _analyse_in_full(
                 report, "EXPLAIN was skipped for the remaining statements"
             ),
         )
-        report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
+        report.missing_indexes = sorted(
+            (f for f in missing if not is_allowed(f, options.allow)), key=finding_order
+        )
     return report
 
 
