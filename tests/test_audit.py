@@ -342,3 +342,16 @@ def test_progress_bar_only_on_a_terminal(books):
     assert "2/2 /clean/" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\033[K")
     assert pipe.getvalue() == ""
+
+
+def test_progress_bar_is_not_styled_as_an_error(books):
+    """A command's stderr styles what it writes as an error on a terminal; not progress."""
+    from django_nplusone_guard.management.commands.nplusone_audit import Command
+
+    terminal = _Terminal()
+    command = Command(stderr=terminal, force_color=True)
+    assert command.stderr.style_func("x") != "x"  # the wrapper would colour it red
+    call_command(command, "/clean/", stdout=io.StringIO())
+    written = terminal.getvalue()
+    assert "1/1 /clean/" in written
+    assert "\033[" not in written.replace("\r\033[K", "")

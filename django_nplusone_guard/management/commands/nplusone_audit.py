@@ -612,7 +612,10 @@ def _summary_table(results: list[PageResult]) -> str:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal.
+
+    Written unstyled: a command's stderr wrapper styles everything as an error (red) on a
+    terminal, and progress is not an error."""
 
     WIDTH = 24
 
@@ -627,13 +630,18 @@ class _Progress:
             return
         done = int(self.WIDTH * index / self.total)
         bar = "#" * done + "-" * (self.WIDTH - done)
-        self.stream.write(f"\r\033[K[{bar}] {index + 1}/{self.total} {url[:60]}", ending="")
+        text = f"\r\033[K[{bar}] {index + 1}/{self.total} {url[:60]}"
+        self.stream.write(text, style_func=_unstyled, ending="")
         self.stream.flush()
 
     def clear(self) -> None:
         if self.enabled:
-            self.stream.write("\r\033[K", ending="")
+            self.stream.write("\r\033[K", style_func=_unstyled, ending="")
             self.stream.flush()
+
+
+def _unstyled(text: str) -> str:
+    return text
 
 
 __all__ = ["Command", "PageResult", "Route", "audit_page", "discover_routes"]
