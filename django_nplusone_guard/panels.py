@@ -31,7 +31,7 @@ from sqlparse import tokens
 
 from .capture import capture, log_internal_error
 from .middleware import analyse_from_async, join_request_capture, leave_request_capture
-from .report import Finding, Report, format_finding
+from .report import Finding, Report, finding_order, format_finding
 
 __all__ = ["NPlusOnePanel", "format_sql"]
 
@@ -195,18 +195,12 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
     @property
     def content(self) -> SafeString:
         report = Report.from_dict(self._stored())
-        nplusones = [
-            _finding_context(f)
-            for f in sorted(report.nplusones, key=lambda f: (-f.count, -f.total_time_ms))
-        ]
+        nplusones = [_finding_context(f) for f in sorted(report.nplusones, key=finding_order)]
         missing_indexes = [
             _finding_context(f)
             for f in sorted(report.missing_indexes, key=lambda f: -(f.rows_estimate or 0))
         ]
-        duplicates = [
-            _finding_context(f)
-            for f in sorted(report.duplicates, key=lambda f: (-f.count, -f.total_time_ms))
-        ]
+        duplicates = [_finding_context(f) for f in sorted(report.duplicates, key=finding_order)]
         context = {
             "report": report,
             "stylesheet": static("django_nplusone_guard/css/panel.css"),
