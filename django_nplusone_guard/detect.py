@@ -421,7 +421,26 @@ def _nplusone(group: Group, stacks: _Stacks) -> NPlusOne:
         suggestion="",
         total_time_ms=round(group.total_time_ms, 3),
         alias=group.alias,
+        params=_sample_params(group.records),
     )
+
+
+#: How many statements of an N+1 show their parameters, as a sample of what varied.
+SAMPLE_PARAMS = 3
+
+
+def _sample_params(records: Sequence[Record]) -> str | None:
+    """The first few statements' parameters (``(1,), (2,), (3,) ...``), for the panel: what
+    the loop went through. None for ``executemany`` batches, whose rows are not a sample."""
+    samples = []
+    for record in records[:SAMPLE_PARAMS]:
+        if record[MANY] or record[PARAMS] is None:
+            return None
+        samples.append(_short(_params_key(record[PARAMS]), 100))
+    if not samples:
+        return None
+    more = " ..." if len(records) > SAMPLE_PARAMS else ""
+    return ", ".join(samples) + more
 
 
 def _duplicates(

@@ -135,6 +135,10 @@ class NPlusOne(Finding):
     #: on the queryset``): kept out of ``suggestion`` so that what is pasted is code only (a
     #: ``#`` comment pasted into a chained queryset would comment out the rest of the line).
     alternative: str | None = None
+    #: The first statements' parameters (``(1,), (2,), (3,) ...``): what the loop went
+    #: through, shown by the panel. Values can be personal data: text renderings leave it
+    #: out, and the audit's JSON keeps it only with ``LOG_PARAMS``.
+    params: str | None = None
 
     @property
     def relation(self) -> str:

@@ -571,8 +571,8 @@ def _report_data(report: Report) -> dict[str, Any]:
     keep = conf.get_config().LOG_PARAMS
     data = report.to_dict(params=keep)
     if not keep:
-        for duplicate in data["duplicates"]:
-            duplicate["params"] = None
+        for finding in (*data["duplicates"], *data["nplusones"]):
+            finding["params"] = None
     return data
 
 
