@@ -89,7 +89,7 @@ def fill_arguments(
                 values[name] = str(converter.to_url(value) if converter is not None else value)
             except ValueError:  # a converter's own refusal (Django's way of saying "no match")
                 return Filled(reason=f"{label} {name}={value!r} does not match the URL pattern")
-        path = "/" + _PLACEHOLDER_RE.sub(lambda m: values[m[1]], template)
+        path = "/" + _substitute(template, values)
         if not _resolves_to(path, callback, urlconf):
             return Filled(
                 reason=f"{label} {', '.join(f'{k}={v!r}' for k, v in values.items())} "
@@ -97,6 +97,10 @@ def fill_arguments(
             )
         paths.append(path)
     return Filled(paths=tuple(dict.fromkeys(paths)))
+
+
+def _substitute(template: str, values: Mapping[str, str]) -> str:
+    return _PLACEHOLDER_RE.sub(lambda match: values[match[1]], template)
 
 
 def _row_source(

@@ -298,9 +298,7 @@ def _classify(frame: FrameType) -> int:
     else:
         module = frame.f_globals.get("__name__") or ""
         reader = None
-        if _is_user_module(module, code.co_filename) or _is_shell_input(
-            module, code.co_filename
-        ):
+        if _is_user_module(module, code.co_filename) or _is_shell_input(module, code.co_filename):
             kind = _USER
         else:
             reader = owners.OWNER_FRAMES.get((module, code.co_qualname))

@@ -201,7 +201,8 @@ class Duplicate(Finding):
             return f"Library loop on {where}: {queries} run by {self.library}"
         if self.kind == "repeat":
             return f"Repeated query on {where}: {queries} from one place"
-        return f"Duplicate query on {where}: {count_of(self.count, 'identical query', 'identical queries')}"
+        identical = count_of(self.count, "identical query", "identical queries")
+        return f"Duplicate query on {where}: {identical}"
 
 
 @dataclass(slots=True)

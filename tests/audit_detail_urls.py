@@ -73,3 +73,11 @@ urlpatterns = [
     path("clean/", views.clean),
     path("admin/", site.urls),
 ]
+
+urlpatterns += [
+    # A detail route whose view takes no GET: never requested, whatever its arguments.
+    path(
+        "books/<int:pk>/post-only/",
+        UpdateView.as_view(model=Book, fields=["title"], http_method_names=["post"]),
+    ),
+]

@@ -123,8 +123,7 @@ def test_all_requests_every_get_route_and_lists_skipped_ones(books):
     assert {"/books/", "/books/fixed/", "/clean/", "/audit/nested/inner/"} <= set(urls)
     skipped = {s["pattern"]: s["reason"] for s in document["skipped"]}
     assert skipped["audit/books/<int:pk>/"] == (
-        "needs URL argument(s): pk; book_detail is a function view: give its URL to "
-        "nplusone_audit"
+        "needs URL argument(s): pk; book_detail is a function view: give its URL to nplusone_audit"
     )
     assert skipped["audit/post-only/"] == "view does not handle GET"
     assert "audit/post-only/" not in urls

@@ -89,8 +89,7 @@ def test_routes_it_cannot_fill_are_listed_with_the_reason(detail_urls, rows):
     document = audit_json("--all")
     reasons = skipped(document)
     assert reasons["books/<int:pk>/raw/"] == (
-        "needs URL argument(s): pk; book_detail is a function view: give its URL to "
-        "nplusone_audit"
+        "needs URL argument(s): pk; book_detail is a function view: give its URL to nplusone_audit"
     )
     assert reasons["counters/<int:pk>/"] == (
         "needs URL argument(s): pk; no testapp.Counter rows to fill pk from"
@@ -102,6 +101,7 @@ def test_routes_it_cannot_fill_are_listed_with_the_reason(detail_urls, rows):
         "needs URL argument(s): pk; RedirectView has no model or queryset "
         "(get_queryset() needs a request): give the URL"
     )
+    assert reasons["books/<int:pk>/post-only/"] == "view does not handle GET"
     letters = reasons["^listings/letters/(?P<slug>[a-z]+)/$"]
     assert letters.endswith("does not match the URL pattern")
     assert "slug='listing-" in letters

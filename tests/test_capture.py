@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -524,7 +525,7 @@ with capture() as report:
 def test_code_typed_into_a_shell_is_the_call_site(filename, module):
     for _ in range(3):
         BookFactory()
-    namespace = {"__name__": module, "capture": capture, "Book": Book}
+    namespace: dict[str, Any] = {"__name__": module, "capture": capture, "Book": Book}
     exec(compile(SHELL_LOOP, filename, "exec"), namespace)
     [finding] = namespace["report"].nplusones
     assert finding.callsite == f"{filename}:4 in <module>"
@@ -536,7 +537,11 @@ def test_code_a_library_generates_is_not_the_users():
     namedtuple): in a library's module it stays the library's."""
     for _ in range(3):
         BookFactory()
-    namespace = {"__name__": "django.db.models.generated", "capture": capture, "Book": Book}
+    namespace: dict[str, Any] = {
+        "__name__": "django.db.models.generated",
+        "capture": capture,
+        "Book": Book,
+    }
     exec(compile(SHELL_LOOP, "<string>", "exec"), namespace)
     [finding] = namespace["report"].nplusones
     assert not finding.callsite.startswith("<string>")

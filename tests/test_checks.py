@@ -150,8 +150,7 @@ def test_a_misspelt_setting_name_is_a_warning(settings):
     assert isinstance(message, Warning)
     assert message.id == "django_nplusone_guard.W003"
     assert message.msg == (
-        "Setting NPLUSONE_GAURD is not read by django-nplusone-guard; did you mean "
-        "NPLUSONE_GUARD?"
+        "Setting NPLUSONE_GAURD is not read by django-nplusone-guard; did you mean NPLUSONE_GUARD?"
     )
     assert str(message.hint).startswith("Rename it to NPLUSONE_GUARD.")
 

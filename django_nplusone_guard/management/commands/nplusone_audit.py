@@ -151,17 +151,14 @@ def discover_routes(urlconf: str | None = None, *, include_admin: bool = False) 
                 name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
                 if piece is None:
                     routes.append(Route(pattern_text, name, None, "unsupported pattern type"))
+                elif not _has_get(entry.callback):
+                    routes.append(Route(pattern_text, name, None, "view does not handle GET"))
                 elif needs + piece[1]:
                     arguments = needs + piece[1]
                     reason = f"needs URL argument(s): {', '.join(arguments)}"
-                    if not _has_get(entry.callback):
-                        reason = "view does not handle GET"
-                    routes.append(
-                        Route(pattern_text, name, None, reason, tuple(arguments),
-                              inner_template, inner_converters, entry.callback)  # fmt: skip
-                    )
-                elif not _has_get(entry.callback):
-                    routes.append(Route(pattern_text, name, None, "view does not handle GET"))
+                    route = Route(pattern_text, name, None, reason, tuple(arguments),
+                                  inner_template, inner_converters, entry.callback)  # fmt: skip
+                    routes.append(route)
                 else:
                     routes.append(Route(pattern_text, name, "/" + prefix + piece[0]))
 
@@ -515,7 +512,8 @@ class Command(BaseCommand):
             if compact:
                 write("")
         if skipped and verbosity >= 1:
-            write(self.style.MIGRATE_HEADING(f"Skipped {count_of(len(skipped), 'route', 'routes')}"))
+            routes = count_of(len(skipped), "route", "routes")
+            write(self.style.MIGRATE_HEADING(f"Skipped {routes}"))
             width = max(len(r.pattern) for r in skipped)
             for route in skipped:
                 write(f"  {route.pattern:<{width}}  {route.skip_reason}")
