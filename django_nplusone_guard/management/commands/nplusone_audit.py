@@ -287,8 +287,9 @@ async def _get_async(client: Client, url: str, scope: capture) -> HttpResponseBa
 class Command(BaseCommand):
     help = (
         "Request pages with Django's test client and report N+1 queries, missing indexes "
-        "and duplicate queries on each. Give URLs, or --all for every GET route that "
-        "takes no arguments. Exit status 1 when --fail-on kinds are found, 2 on usage errors."
+        "and duplicate queries on each. Give URLs, or --all for every GET route (detail "
+        "pages with arguments filled from existing rows). Exit status 1 when --fail-on kinds "
+        "are found, 2 on usage errors."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
