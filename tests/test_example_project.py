@@ -146,8 +146,7 @@ def test_missing_index_pages_name_the_columns_and_the_index(audit):
 def test_routes_with_arguments_it_cannot_fill_are_skipped_with_the_reason(audit):
     skipped = {route["pattern"]: route["reason"] for route in audit["skipped"]}
     assert skipped["books/<int:pk>/"] == (
-        "needs URL argument(s): pk; book_detail is a function view: give its URL to "
-        "nplusone_audit"
+        "needs URL argument(s): pk; book_detail is a function view: give its URL to nplusone_audit"
     )
 
 
