@@ -16,10 +16,7 @@ baseline, and prints the summary.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +33,10 @@ __all__ = ["NPlusOneGuardFixture", "baseline_key"]
 
 MODES = ("fail", "warn", "off")
 REPORT_VERSION = 1
+#: 2: entries are keyed by the finding's stable id (``finding.id``).
+BASELINE_VERSION = 2
 _WORKER_OUTPUT_KEY = "django_nplusone_guard"
 _PLUGIN_NAME = "django_nplusone_guard_session"
-_COMPREHENSION_RE = re.compile(r"(?:\.<locals>)?\.<(?:listcomp|dictcomp|setcomp|genexpr)>")
 _FIXTURE_KEY = pytest.StashKey["NPlusOneGuardFixture"]()
 #: pytest-django fixtures that give a test database access.
 _DB_FIXTURES = frozenset(
@@ -195,55 +193,14 @@ def _uses_database(item: pytest.Item) -> bool:
     return isinstance(cls, type) and issubclass(cls, TransactionTestCase)
 
 
-def _shape_key(sql: str) -> str:
-    """A statement shape that survives a change of database backend (quoting style)."""
-    from .fingerprint import fingerprint
+def baseline_key(finding: Finding) -> dict[str, str]:
+    """The identity of a finding in a baseline: its stable id and what the id is made of
+    (rule, subject, statement shape, file, function; see :mod:`..identity`). Line numbers,
+    counts and timings are left out so unrelated edits (a comment above the loop, more test
+    data) do not turn a known finding into a new one."""
+    from .identity import id_parts
 
-    normalized = fingerprint(sql).normalized.replace('"', "").replace("`", "")
-    return hashlib.blake2b(normalized.encode("utf-8", "replace"), digest_size=8).hexdigest()
-
-
-def _finding_subject(finding: Finding) -> str:
-    relation = getattr(finding, "relation", None)
-    if relation:
-        return str(relation)
-    subject = getattr(finding, "model", None) or getattr(finding, "table", None) or "?"
-    columns = getattr(finding, "columns", None)
-    return f"{subject}({','.join(columns)})" if columns else str(subject)
-
-
-def baseline_key(finding: Finding, *, rootdir: Path, invocation_dir: Path) -> dict[str, str]:
-    """The identity of a finding in a baseline: kind, relation, file, function and
-    statement shape. Line numbers, counts and timings are left out so unrelated edits
-    (a comment above the loop, more test data) do not turn a known finding into a new one.
-    """
-    from .testing import split_callsite
-
-    path, _line, function = split_callsite(getattr(finding, "callsite", ""))
-    return {
-        "category": finding.category,
-        "relation": _finding_subject(finding),
-        "file": _relative_path(path, rootdir, invocation_dir),
-        # Python 3.12 inlined list comprehensions: a 3.11 baseline must still match.
-        "function": _COMPREHENSION_RE.sub("", function),
-        "shape": _shape_key(getattr(finding, "sql", "")),
-    }
-
-
-def _key_text(parts: Mapping[str, str]) -> str:
-    return "|".join(parts[k] for k in ("category", "relation", "file", "function", "shape"))
-
-
-def _relative_path(path: str, rootdir: Path, invocation_dir: Path) -> str:
-    if path in ("", "unknown"):
-        return path
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = invocation_dir / candidate
-    try:
-        return Path(os.path.normpath(candidate)).relative_to(rootdir).as_posix()
-    except ValueError:
-        return Path(os.path.normpath(candidate)).as_posix()
+    return {"id": finding.id, **id_parts(finding)}
 
 
 # --------------------------------------------------------------------------- session
@@ -270,6 +227,8 @@ class _GuardSession:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: list[_TestFindings] = field(default_factory=list)
     guarded_tests: int = 0
+    #: Tests already counted in ``guarded_tests`` (a test can be guarded several ways).
+    _counted: set[str] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> _GuardSession:
@@ -329,6 +288,7 @@ class _GuardSession:
         scope_capture = options.capture()
         if fixture is not None:
             fixture._capture = scope_capture
+            self._count_guarded(item.nodeid)
         # The test reports its findings: requests and commands it runs deliver nothing.
         token = start_reporting(item.nodeid)
         scope_capture.start()
@@ -357,26 +317,12 @@ class _GuardSession:
         __tracebackhide__ = True
         from .exceptions import NPlusOneDetected
 
-        self.guarded_tests += 1
+        self._count_guarded(item.nodeid)
         findings = options.failures(report, test_code=self.test_code)
         if not findings:
             return
-        new: list[Finding] = []
-        rows = []
-        for finding in findings:
-            parts = baseline_key(
-                finding,
-                rootdir=self.config.rootpath,
-                invocation_dir=self.config.invocation_params.dir,
-            )
-            key = _key_text(parts)
-            known = key in self.baseline
-            if not known:
-                new.append(finding)
-            rows.append(
-                {**finding.to_dict(), "key": key, "key_parts": parts, "in_baseline": known}
-            )
-        self.results.append(_TestFindings(item.nodeid, rows))
+        rows, new = self._rows(findings)
+        self._record(item.nodeid, rows)
         if test_failed:
             return  # the test's own failure says more; findings are still recorded
         if strict:
@@ -395,6 +341,54 @@ class _GuardSession:
 
             # Shown at the loop's line in pytest's warnings summary, like the middleware.
             warn_at_callsite(message, getattr(new[0], "callsite", ""))
+
+    def _rows(self, findings: list[Finding]) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """Each finding as a row of the report and the baseline, and those not in the
+        baseline."""
+        new: list[Finding] = []
+        rows = []
+        for finding in findings:
+            parts = baseline_key(finding)
+            key = parts["id"]
+            known = key in self.baseline
+            if not known:
+                new.append(finding)
+            rows.append(
+                {**finding.to_dict(), "key": key, "key_parts": parts, "in_baseline": known}
+            )
+        return rows, new
+
+    def _record(self, nodeid: str, rows: list[dict[str, Any]]) -> None:
+        """Add a test's rows; a finding seen twice in one test (by the suite-wide scope and
+        by an ``assert_no_nplusone`` block inside it) counts once."""
+        for result in self.results:
+            if result.nodeid == nodeid:
+                seen = {_row_identity(row) for row in result.findings}
+                result.findings.extend(row for row in rows if _row_identity(row) not in seen)
+                return
+        self.results.append(_TestFindings(nodeid, rows))
+
+    def _count_guarded(self, nodeid: str) -> None:
+        if nodeid not in self._counted:
+            self._counted.add(nodeid)
+            self.guarded_tests += 1
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Findings that failed a test on their own, not through the suite-wide guard or
+        a marker: the fixture's ``assert_clean()``, ``assert_no_nplusone``, the unittest
+        mixin, the middleware's ``raise``. The summary counts them too."""
+        report = yield
+        if call.when == "call" and call.excinfo is not None:
+            from .exceptions import NPlusOneDetected  # no Django import: cheap, and safe
+
+            raised = call.excinfo.value
+            if isinstance(raised, NPlusOneDetected) and raised.findings:
+                self._count_guarded(item.nodeid)
+                self._record(item.nodeid, self._rows(raised.findings)[0])
+        return report
 
     # ---- xdist
 
@@ -429,12 +423,14 @@ class _GuardSession:
             terminalreporter.write_line(line)
 
     def summary_lines(self) -> list[str]:
+        from .report import count_of
+
         rows = [row for result in self.results for row in result.findings]
         known = sum(1 for row in rows if row["in_baseline"])
         tests = len({r.nodeid for r in self.results})
         line = (
-            f"nplusone-guard: {len(rows)} finding(s) in {tests} of "
-            f"{self.guarded_tests} guarded test(s)"
+            f"nplusone-guard: {count_of(len(rows), 'finding', 'findings')} in {tests} of "
+            f"{count_of(self.guarded_tests, 'guarded test', 'guarded tests')}"
         )
         if self.baseline_path is not None and not self.baseline_update:
             line += f" ({len(rows) - known} new, {known} in baseline)"
@@ -487,10 +483,14 @@ class _GuardSession:
         for entry in entries.values():
             entry["tests"].sort()
         return {
-            "version": REPORT_VERSION,
+            "version": BASELINE_VERSION,
             "comment": "Known N+1 findings; regenerate with pytest --nplusone-baseline-update.",
             "findings": [entries[k] for k in sorted(entries)],
         }
+
+
+def _row_identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["key"], row.get("callsite"), row.get("fingerprint"))
 
 
 def _exempt(item: pytest.Item) -> bool:
@@ -503,7 +503,11 @@ def _load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries: Iterable[dict[str, Any]] = data["findings"]
-        return {_key_text(entry): entry for entry in entries}
+        if data.get("version") != BASELINE_VERSION:
+            raise ValueError(
+                f"version {data.get('version')!r}, this plugin reads {BASELINE_VERSION}"
+            )
+        return {entry["id"]: entry for entry in entries}
     except FileNotFoundError:
         raise _option_error(
             f"baseline {path} does not exist; create it with --nplusone-baseline-update."
