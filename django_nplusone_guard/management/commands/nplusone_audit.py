@@ -31,7 +31,7 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
-from django_nplusone_guard import conf
+from django_nplusone_guard import autofix, conf
 from django_nplusone_guard.capture import capture, render_frame
 from django_nplusone_guard.report import Report, format_report
 
@@ -63,6 +63,8 @@ class PageResult:
     report: Report
     status: int | None = None
     error: str | None = None
+    #: Bytes of the body, when it is not streamed (``--fix`` compares it before and after).
+    body_length: int | None = None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -211,6 +213,8 @@ def audit_page(
                         for _chunk in response.streaming_content:  # type: ignore[attr-defined]
                             pass
         result.status = response.status_code
+        if not response.streaming:
+            result.body_length = len(response.content)  # type: ignore[attr-defined]
     except Exception as exc:
         result.error = _describe_error(exc)
         client.exc_info = None  # else the client re-raises it on the next request
@@ -313,6 +317,7 @@ class Command(BaseCommand):
             default=True,
             help="Roll back each request's database changes (default: yes).",
         )
+        autofix.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         fail_on = self._parse_fail_on(options["fail_on"])
@@ -322,6 +327,7 @@ class Command(BaseCommand):
         if options["threshold"] is not None and options["threshold"] < 1:
             raise CommandError("--threshold must be at least 1.", returncode=USAGE_ERROR)
         excludes = self._compile(options["exclude"])
+        autofix.check_options(options)
 
         skipped: list[Route] = []
         if options["all_routes"]:
@@ -343,6 +349,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(self._as_json(results, skipped, fail_on), indent=2))
         else:
             self._write_text(results, skipped, options["verbosity"])
+
+        if options["fix"]:
+            autofix.fix(results, options, self.stdout, self.style)
 
         failed = [k for k in fail_on if any(r.counts()[k] for r in results)]
         if failed:
