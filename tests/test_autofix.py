@@ -60,6 +60,10 @@ def first_tags(request: HttpRequest) -> HttpResponse:
 """
 
 
+#: The pages the runs request: every problem page (not the twins, which have nothing to fix).
+PAGES = [*FIXED, *INDEXED, *BY_HAND, "/books/first-tags/"]
+
+
 def _environment(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
     env.update(
@@ -132,14 +136,14 @@ def original(project: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def dry_run(project: Path, original: dict[str, bytes]) -> subprocess.CompletedProcess[str]:
-    return manage(project, "nplusone_audit", "--all", "--explain", "--fix", "-v0")
+    return manage(project, "nplusone_audit", *PAGES, "--explain", "--fix", "-v0")
 
 
 @pytest.fixture(scope="module")
 def applied(
     project: Path, dry_run: subprocess.CompletedProcess[str]
 ) -> subprocess.CompletedProcess[str]:
-    result = manage(project, "nplusone_audit", "--all", "--explain", "--fix", "--apply", "-v0")
+    result = manage(project, "nplusone_audit", *PAGES, "--explain", "--fix", "--apply", "-v0")
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -249,8 +253,184 @@ def test_the_index_migration_is_made(project, applied):
 
 
 def test_a_second_run_finds_nothing_more_to_fix(project, applied, migrated):
-    again = manage(project, "nplusone_audit", "--all", "--explain", "--fix", "-v0")
+    again = manage(project, "nplusone_audit", *PAGES, "--explain", "--fix", "-v0")
     assert again.returncode == 0, again.stderr
     summary = _summary(again.stdout)
     assert "would edit" not in summary.replace("would edit          library/views.py:431", "")
     assert "fixed and verified" not in summary
+
+
+# --------------------------------------------------------------------------- class-based
+
+ADMIN = '''"""The library's admin."""
+
+from django.contrib import admin
+
+from library.models import Book, Review
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["reviewer", "book_title"]  # the book of each review
+
+    @admin.display(description="book")
+    def book_title(self, obj: Review) -> str:
+        return obj.book.title
+
+
+@admin.register(Book)
+class BookAdmin(admin.ModelAdmin):
+    list_display = ["title", "tag_names"]
+
+    @admin.display(description="tags")
+    def tag_names(self, obj: Book) -> str:
+        return ", ".join(tag.name for tag in obj.tags.all())
+'''
+
+GENERIC = '''"""Class-based views: a DRF view with a queryset attribute, a generic ListView."""
+
+from django.urls import path
+from django.views.generic import ListView
+from rest_framework import generics
+
+from library.api import BookSerializer
+from library.models import Book, Review
+
+
+class BookAPI(generics.ListAPIView):
+    serializer_class = BookSerializer
+    queryset = Book.objects.order_by("-added")  # newest first
+
+
+class ReviewListView(ListView):
+    model = Review
+    template_name = "library/review_list.html"
+    context_object_name = "reviews"
+
+
+urlpatterns = [
+    path("api/books/", BookAPI.as_view()),
+    path("reviews/", ReviewListView.as_view()),
+]
+'''
+
+CLASS_PAGES = ["/admin/library/review/", "/admin/library/book/", "/views/api/books/",
+               "/views/reviews/"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classes_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project with the admin on, two ``ModelAdmin``s, a DRF view whose
+    ``queryset`` is a class attribute and a ``ListView`` that names only its ``model``."""
+    root = tmp_path_factory.mktemp("fix-classes") / "example_project"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    settings_py = root / "library_site" / "settings.py"
+    settings_py.write_text(
+        settings_py.read_text().replace(
+            "INSTALLED_APPS = [\n", 'INSTALLED_APPS = [\n    "django.contrib.admin",\n', 1
+        )
+    )
+    urls_py = root / "library_site" / "urls.py"
+    urls_py.write_text(
+        "from django.contrib import admin\n"
+        + urls_py.read_text().replace(
+            "urlpatterns = [\n",
+            'urlpatterns = [\n    path("admin/", admin.site.urls),\n'
+            '    path("views/", include("library.generic")),\n',
+        )
+    )
+    (root / "library" / "admin.py").write_text(ADMIN)
+    (root / "library" / "generic.py").write_text(GENERIC)
+    for args in (("migrate", "-v0"), ("seed", "--size", "12")):
+        result = manage(root, *args)
+        assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "admin",
+         "--email", "admin@example.com"],
+        cwd=root,
+        env={**_environment(root), "DJANGO_SUPERUSER_PASSWORD": "not-secret"},
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def classes_applied(classes_project: Path) -> subprocess.CompletedProcess[str]:
+    result = manage(
+        classes_project, "nplusone_audit", "--user", "admin", *CLASS_PAGES, "--fix", "--apply"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_admin_and_generic_views_are_fixed_in_their_class(classes_project, classes_applied):
+    summary = _summary(classes_applied.stdout)
+    assert summary.count("fixed and verified  ") == 4, summary
+    assert "reverted   " not in summary
+    admin_py = (classes_project / "library" / "admin.py").read_text()
+    assert changed_lines(ADMIN, admin_py) == [
+        '    list_select_related = ["book"]',
+        "",
+        "    def get_queryset(self, request):",
+        '        return super().get_queryset(request).prefetch_related("tags")',
+    ]
+    assert admin_py.index("list_select_related") > admin_py.index("list_display")
+    generic_py = (classes_project / "library" / "generic.py").read_text()
+    assert changed_lines(GENERIC, generic_py) == [
+        '    queryset = Book.objects.order_by("-added").select_related("author")'
+        '.prefetch_related("tags")  # newest first',
+        '    queryset = Review.objects.select_related("book__author")',
+    ]
+
+
+def test_class_based_pages_lose_their_nplusones(classes_project, classes_applied):
+    result = manage(classes_project, "nplusone_audit", "--user", "admin", *CLASS_PAGES,
+                    "--format", "json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for page in json.loads(result.stdout)["pages"]:
+        assert page["status"] == 200, page["url"]
+        assert not page["report"]["nplusones"], page["url"]
+
+
+def changed_lines(before: str, after: str) -> list[str]:
+    return [
+        line[1:]
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="")
+        if line.startswith("+") and not line.startswith("+++")
+    ]
+
+
+# --------------------------------------------------------------------------- --fix-tests
+
+PINNED_TEST = """import pytest
+
+from library.factories import BookFactory
+
+
+@pytest.mark.django_db
+def test_the_book_list_runs_one_query_per_book(client, django_assert_num_queries, settings):
+    settings.NPLUSONE_GUARD = {"ENABLED": False}  # its EXPLAINs would count
+    BookFactory.create_batch(3)
+    with django_assert_num_queries(4):  # pinned by someone, long ago
+        client.get("/books/")
+"""
+
+
+def test_edits_that_break_the_given_tests_are_reverted(tmp_path):
+    root = tmp_path / "example_project"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    (root / "test_pinned.py").write_text(PINNED_TEST)
+    for args in (("migrate", "-v0"), ("seed", "--size", "6")):
+        assert manage(root, *args).returncode == 0
+    views = (root / "library" / "views.py").read_bytes()
+    result = manage(
+        root, "nplusone_audit", "/books/", "--fix", "--apply",
+        "--fix-tests", "test_pinned.py -q -p no:cacheprovider",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = _summary(result.stdout)
+    assert "reverted            library/views.py:37 in book_list" in summary
+    assert "why: --fix-tests failed: 1 failed" in summary
+    assert (root / "library" / "views.py").read_bytes() == views

@@ -37,7 +37,9 @@ def finding_key(finding: Finding) -> FindingKey:
     if isinstance(finding, MissingIndex):
         return ("missing_index", finding.model or finding.table, *finding.fields)
     if isinstance(finding, Duplicate):
-        return ("duplicate", finding.kind, finding.model, finding.field, finding.callsite)
+        # Not its call site: an edit can move it (the admin's stand-in line for
+        # ``list_select_related`` once the class has one).
+        return ("duplicate", finding.kind, finding.model, finding.field, finding.library)
     return (finding.category,)
 
 
@@ -56,7 +58,8 @@ class Edit:
 
     ``kind`` is ``queryset`` (calls added to the expression at ``line``), ``admin_list``
     (``list_select_related`` of class ``qualname``), ``admin_prefetch`` (its
-    ``get_queryset``) or ``index`` (``Meta.indexes`` of model class ``qualname``)."""
+    ``get_queryset``), ``view_model`` (a ``queryset`` for a generic view that names only
+    its ``model``) or ``index`` (``Meta.indexes`` of model class ``qualname``)."""
 
     kind: str
     path: Path
@@ -107,6 +110,13 @@ _INDEX = re.compile(
 )
 _ADMIN_PREFETCH = "def get_queryset(self, request): return super().get_queryset(request)"
 _STRING = re.compile(r"\"([^\"]+)\"|'([^']+)'")
+
+
+_RANKS = (".select_related(", ".prefetch_related(", ".only(", ".defer(", ".annotate(")
+
+
+def _rank(code: str) -> int:
+    return next((i for i, start in enumerate(_RANKS) if code.startswith(start)), len(_RANKS))
 
 
 def _shown(path: Path) -> str:
@@ -172,6 +182,7 @@ def plan_edits(pages: list[tuple[str, list[Finding]]]) -> tuple[list[Edit], list
             edit = edits[key] = Edit(kind, path, line, qualname, [])
         if code not in edit.codes:
             edit.codes.append(code)
+            edit.codes.sort(key=_rank)  # the same edit whatever order the findings came in
         edit.findings.append(ref)
         return edit
 
@@ -183,7 +194,8 @@ def plan_edits(pages: list[tuple[str, list[Finding]]]) -> tuple[list[Edit], list
             elif isinstance(finding, MissingIndex):
                 reason = _plan_index(finding, ref, add)
             else:
-                reason = "a duplicate: run it once and reuse the result"
+                fix = getattr(finding, "suggestion", "") or "run it once and reuse the result"
+                reason = f"a repeated query, not a loop: {fix}"
             if reason:
                 by_hand.append(ByHand(ref, reason))
     return list(edits.values()), by_hand
@@ -207,6 +219,9 @@ def _plan_nplusone(finding: NPlusOne, ref: FindingRef, add: _Add) -> str | None:
         return None
     if not text.startswith(".") or "..." in text or "<" in text:
         return _by_hand_reason(finding)
+    if qualname.endswith(".model") and not text.startswith(".annotate("):
+        add("view_model", path, line, qualname.removesuffix(".model"), text, ref)
+        return None
     read = None
     if text.startswith(".annotate("):
         row = _site(finding.callsite)

@@ -57,6 +57,8 @@ def _apply(source: str, edit: Edit) -> str:
     if edit.kind == "admin_list":
         value = admin_list_value(edit.codes)
         return transforms.edit_class_attribute(source, edit.qualname, "list_select_related", value)
+    if edit.kind == "view_model":
+        return transforms.add_view_queryset(source, edit.qualname, edit.codes)
     if edit.kind == "admin_prefetch":
         for code in edit.codes:
             source = transforms.edit_admin_prefetch(source, edit.qualname, code)
@@ -97,7 +99,12 @@ def render(
         sources[edit.path] = edited
     made = [edit for edit in edits if all(edit is not f for f, _ in failed)]
     for path in sources:
-        codes = [code for e in made if e.path == path and e.kind == "queryset" for code in e.codes]
+        codes = [
+            code
+            for e in made
+            if e.path == path and e.kind in ("queryset", "view_model")
+            for code in e.codes
+        ]
         if codes:
             sources[path] = transforms.add_imports(sources[path], codes)
     return sources, failed
@@ -176,8 +183,9 @@ def _prove(
 ) -> None:
     urls = list(dict.fromkeys(url for edit in edits for url in edit.urls))
     tests = options.get("fix_tests")
-    if tests is not None and _run_tests(tests) is not None:
-        raise CommandError(f"--fix-tests: the tests fail before any edit: {_run_tests(tests)}")
+    failure = _run_tests(tests) if tests is not None else None
+    if failure is not None:
+        raise CommandError(f"--fix-tests: the tests fail before any edit: {failure}")
     try:
         before = proof.measure(urls, options)
     except proof.ProofError as exc:

@@ -26,6 +26,7 @@ __all__ = [
     "EditError",
     "add_imports",
     "add_model_index",
+    "add_view_queryset",
     "edit_admin_prefetch",
     "edit_class_attribute",
     "edit_queryset",
@@ -398,6 +399,39 @@ def edit_class_attribute(source: str, qualname: str, name: str, value: str) -> s
             body=[cst.Assign(targets=[cst.AssignTarget(cst.Name(name))], value=new_value)]
         )
         new_cls = _insert_member(cls, statement)
+    return _checked(module.deep_replace(cls, new_cls).code)  # type: ignore[union-attr]
+
+
+def add_view_queryset(source: str, qualname: str, suggestions: Sequence[str]) -> str:
+    """A generic view that names only its ``model``: ``queryset = Model.objects...`` with
+    the suggested calls, added under ``model = Model`` (Django's ``get_queryset`` uses the
+    queryset when there is one). A view with a ``queryset`` gets the calls on it instead."""
+    module = _parse(source)
+    cls = _find_class(module, qualname)
+    existing = _assignment(cls, "queryset")
+    if existing is not None:
+        line = (
+            MetadataWrapper(module, unsafe_skip_copy=True)
+            .resolve(PositionProvider)[existing]
+            .start.line
+        )
+        for suggestion in suggestions:
+            source = edit_queryset(source, line, suggestion, imports=False)
+        return source
+    model = _assignment(cls, "model")
+    small = model.body[0] if model is not None else None
+    if not isinstance(small, cst.Assign) or not isinstance(small.value, cst.Name | cst.Attribute):
+        raise EditError(f"{qualname} names no model to build a queryset from")
+    queryset: cst.BaseExpression = cst.Attribute(value=small.value, attr=cst.Name("objects"))
+    for suggestion in suggestions:
+        for method, args in parse_suggestion(suggestion):
+            queryset = _with_call(queryset, method, args)
+    statement = cst.SimpleStatementLine(
+        body=[cst.Assign(targets=[cst.AssignTarget(cst.Name("queryset"))], value=queryset)]
+    )
+    body = list(cls.body.body)
+    body.insert(body.index(model) + 1, statement)  # type: ignore[arg-type]
+    new_cls = cls.with_changes(body=cls.body.with_changes(body=body))
     return _checked(module.deep_replace(cls, new_cls).code)  # type: ignore[union-attr]
 
 
