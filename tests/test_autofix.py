@@ -163,9 +163,12 @@ def test_fix_without_apply_prints_the_diff_and_writes_nothing(project, original,
     assert dry_run.returncode == 0, dry_run.stderr
     assert snapshot(project) == original
     out = dry_run.stdout
-    assert "--- a/library/views.py\n+++ b/library/views.py" in out
+    assert "Fixes (not written)\n--- a/library/views.py\n+++ b/library/views.py" in out
     assert '+    books = _newest_books().select_related("author")[:PAGE_SIZE]' in out
     assert "Nothing was written: add --apply" in out
+    line = '+    books = _newest_books().prefetch_related("tags")[:PAGE_SIZE]\n'
+    assert out.count(line) == 2  # /books/tags/ and the planted /books/first-tags/
+    assert "      then: manage.py makemigrations library" in out
     assert "  would edit          library/views.py:37 in book_list" in out
 
 
@@ -191,12 +194,18 @@ def test_the_summary_table_has_queries_before_and_after(applied):
     assert rows["/books/first-tags/"] == ["13", "13"]  # reverted: as before
 
 
-def test_an_edit_that_does_not_help_is_reverted_with_the_reason(project, original, applied):
+def test_an_edit_that_does_not_help_is_reverted_with_the_reason(
+    project, original, dry_run, applied
+):
     summary = _summary(applied.stdout)
     assert 'reverted            library/views.py:431 in first_tags: .prefetch_related("tags")' in (
         summary
     )
     assert "why: /books/first-tags/: the page ran more queries (13 -> 14)" in summary
+    # The diff of what was written has book_tags' line once; the dry run had it twice.
+    line = '+    books = _newest_books().prefetch_related("tags")[:PAGE_SIZE]\n'
+    written = applied.stdout[applied.stdout.index("Fixes written") : applied.stdout.index(summary)]
+    assert written.count(line) == 1
     views = (project / "library" / "views.py").read_text()
     assert "    books = _newest_books()[:PAGE_SIZE]\n    rows = [{" in views
 

@@ -155,10 +155,10 @@ def run(results: list[Any], options: dict[str, Any], out: OutputWrapper, style: 
         ready.remove(edit)
     sources, _ = render(originals, ready)
 
-    out.write(style.MIGRATE_HEADING("Fixes"))
-    diff = _diff(originals, sources)
-    out.write(diff if diff else "  Nothing to edit.\n")
     if not options.get("apply"):
+        out.write(style.MIGRATE_HEADING("Fixes (not written)"))
+        diff = _diff(originals, sources)
+        out.write(diff if diff else "  Nothing to edit.\n")
         for edit in ready:
             outcome.queries.update({url: (_count(results, url), None) for url in edit.urls})
         _summary(out, style, outcome, planned=ready)
@@ -166,7 +166,11 @@ def run(results: list[Any], options: dict[str, Any], out: OutputWrapper, style: 
             out.write("Nothing was written: add --apply to write these edits and prove them.")
         return
     if ready:
-        _prove(ready, originals, options, outcome, out)
+        _prove(ready, originals, options, outcome)
+    out.write(style.MIGRATE_HEADING("Fixes written (proven; the rest reverted)"))
+    written = {path: _read(path) for path in originals}
+    diff = _diff(originals, written)
+    out.write(diff if diff else "  Nothing written.\n")
     _summary(out, style, outcome, planned=[])
 
 
@@ -179,7 +183,6 @@ def _prove(
     originals: dict[Path, str],
     options: dict[str, Any],
     outcome: Outcome,
-    out: OutputWrapper,
 ) -> None:
     urls = list(dict.fromkeys(url for edit in edits for url in edit.urls))
     tests = options.get("fix_tests")
@@ -280,6 +283,8 @@ def _summary(out: OutputWrapper, style: Style, outcome: Outcome, planned: list[E
         write(f"  would edit          {edit.where}: {edit.what}")
         for ref in edit.findings:
             write(f"      {ref.url}  {ref.title}")
+        if edit.kind == "index" and edit.model_label:
+            write(f"      then: manage.py makemigrations {edit.model_label.partition('.')[0]}")
     for edit in outcome.verified:
         write(style.SUCCESS(f"  fixed and verified  {edit.where}: {edit.what}"))
         for ref in edit.findings:
