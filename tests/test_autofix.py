@@ -163,7 +163,8 @@ def test_fix_without_apply_prints_the_diff_and_writes_nothing(project, original,
     assert dry_run.returncode == 0, dry_run.stderr
     assert snapshot(project) == original
     out = dry_run.stdout
-    assert "Fixes (not written)\n--- a/library/views.py\n+++ b/library/views.py" in out
+    assert "Fixes (not written)\n--- a/library/api.py\n+++ b/library/api.py" in out
+    assert "\n--- a/library/views.py\n+++ b/library/views.py\n" in out
     assert '+    books = _newest_books().select_related("author")[:PAGE_SIZE]' in out
     assert "Nothing was written: add --apply" in out
     line = '+    books = _newest_books().prefetch_related("tags")[:PAGE_SIZE]\n'

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from django.conf import settings
 from .plan import Edit
 from .probe import MARK
 
-__all__ = ["BODY_TOLERANCE", "Measurement", "PageMeasure", "judge", "measure"]
+__all__ = ["BODY_TOLERANCE", "Measurement", "PageMeasure", "environment", "judge", "measure"]
 
 #: How much a page's body may grow or shrink and still be "the same page": a fix changes
 #: how rows are loaded, not what is shown, but pages carry timestamps and tokens.
@@ -50,10 +51,19 @@ class ProofError(Exception):
     """The measurement could not be taken (the project did not start, say)."""
 
 
+def environment() -> dict[str, str]:
+    """This process's environment for a child that must load the same project: the same
+    settings module, and this process's ``sys.path`` (manage.py puts the project there)."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
+    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    return env
+
+
 def measure(
     urls: list[str],
     options: dict[str, Any],
-    indexes: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    indexes: Sequence[tuple[str, str]] = (),
 ) -> Measurement:
     """Request ``urls`` in a fresh process with the same settings, path and directory."""
     request = {
@@ -66,16 +76,13 @@ def measure(
         },
         "indexes": [list(pair) for pair in indexes],
     }
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
-    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "django_nplusone_guard.autofix.probe"],
             input=json.dumps(request),
             capture_output=True,
             text=True,
-            env=env,
+            env=environment(),
             cwd=os.getcwd(),
             timeout=TIMEOUT,
         )

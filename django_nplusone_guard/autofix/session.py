@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.management.color import Style
 
@@ -195,6 +194,7 @@ def _prove(
         raise CommandError(f"--fix: could not measure the pages before editing: {exc}") from exc
     kept = list(edits)
     after: proof.Measurement | None = None
+    finished = False
     try:
         while kept:
             sources, _ = render(originals, kept)
@@ -222,8 +222,10 @@ def _prove(
             if failure is not None:
                 outcome.reverted.extend((edit, f"--fix-tests failed: {failure}") for edit in kept)
                 kept, after = [], None
+        finished = True
     finally:
-        sources, _ = render(originals, kept)
+        # Interrupted (Ctrl-C, a crash): every file back as it was, nothing unproven left.
+        sources, _ = render(originals, kept if finished else [])
         _write(sources)
     outcome.verified = kept
     for url in urls:
@@ -237,20 +239,13 @@ def _prove(
     outcome.migrations.extend(_makemigrations(app) for app in sorted(apps))
 
 
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
-    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    return env
-
-
 def _run_tests(args: str) -> str | None:
     """None when the tests pass, else pytest's last line."""
     done = subprocess.run(
         [sys.executable, "-m", "pytest", *shlex.split(args)],
         capture_output=True,
         text=True,
-        env=_environment(),
+        env=proof.environment(),
         timeout=3600,
     )
     if done.returncode == 0:
@@ -264,7 +259,7 @@ def _makemigrations(app: str) -> str:
         [sys.executable, "-m", "django", "makemigrations", app],
         capture_output=True,
         text=True,
-        env=_environment(),
+        env=proof.environment(),
         timeout=600,
     )
     text = (done.stdout + done.stderr).strip()
