@@ -16,10 +16,7 @@ baseline, and prints the summary.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +33,10 @@ __all__ = ["NPlusOneGuardFixture", "baseline_key"]
 
 MODES = ("fail", "warn", "off")
 REPORT_VERSION = 1
+#: 2: entries are keyed by the finding's stable id (``finding.id``).
+BASELINE_VERSION = 2
 _WORKER_OUTPUT_KEY = "django_nplusone_guard"
 _PLUGIN_NAME = "django_nplusone_guard_session"
-_COMPREHENSION_RE = re.compile(r"(?:\.<locals>)?\.<(?:listcomp|dictcomp|setcomp|genexpr)>")
 _FIXTURE_KEY = pytest.StashKey["NPlusOneGuardFixture"]()
 #: pytest-django fixtures that give a test database access.
 _DB_FIXTURES = frozenset(
@@ -195,55 +193,14 @@ def _uses_database(item: pytest.Item) -> bool:
     return isinstance(cls, type) and issubclass(cls, TransactionTestCase)
 
 
-def _shape_key(sql: str) -> str:
-    """A statement shape that survives a change of database backend (quoting style)."""
-    from .fingerprint import fingerprint
+def baseline_key(finding: Finding) -> dict[str, str]:
+    """The identity of a finding in a baseline: its stable id and what the id is made of
+    (rule, subject, statement shape, file, function; see :mod:`..identity`). Line numbers,
+    counts and timings are left out so unrelated edits (a comment above the loop, more test
+    data) do not turn a known finding into a new one."""
+    from .identity import id_parts
 
-    normalized = fingerprint(sql).normalized.replace('"', "").replace("`", "")
-    return hashlib.blake2b(normalized.encode("utf-8", "replace"), digest_size=8).hexdigest()
-
-
-def _finding_subject(finding: Finding) -> str:
-    relation = getattr(finding, "relation", None)
-    if relation:
-        return str(relation)
-    subject = getattr(finding, "model", None) or getattr(finding, "table", None) or "?"
-    columns = getattr(finding, "columns", None)
-    return f"{subject}({','.join(columns)})" if columns else str(subject)
-
-
-def baseline_key(finding: Finding, *, rootdir: Path, invocation_dir: Path) -> dict[str, str]:
-    """The identity of a finding in a baseline: kind, relation, file, function and
-    statement shape. Line numbers, counts and timings are left out so unrelated edits
-    (a comment above the loop, more test data) do not turn a known finding into a new one.
-    """
-    from .testing import split_callsite
-
-    path, _line, function = split_callsite(getattr(finding, "callsite", ""))
-    return {
-        "category": finding.category,
-        "relation": _finding_subject(finding),
-        "file": _relative_path(path, rootdir, invocation_dir),
-        # Python 3.12 inlined list comprehensions: a 3.11 baseline must still match.
-        "function": _COMPREHENSION_RE.sub("", function),
-        "shape": _shape_key(getattr(finding, "sql", "")),
-    }
-
-
-def _key_text(parts: Mapping[str, str]) -> str:
-    return "|".join(parts[k] for k in ("category", "relation", "file", "function", "shape"))
-
-
-def _relative_path(path: str, rootdir: Path, invocation_dir: Path) -> str:
-    if path in ("", "unknown"):
-        return path
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = invocation_dir / candidate
-    try:
-        return Path(os.path.normpath(candidate)).relative_to(rootdir).as_posix()
-    except ValueError:
-        return Path(os.path.normpath(candidate)).as_posix()
+    return {"id": finding.id, **id_parts(finding)}
 
 
 # --------------------------------------------------------------------------- session
@@ -364,12 +321,8 @@ class _GuardSession:
         new: list[Finding] = []
         rows = []
         for finding in findings:
-            parts = baseline_key(
-                finding,
-                rootdir=self.config.rootpath,
-                invocation_dir=self.config.invocation_params.dir,
-            )
-            key = _key_text(parts)
+            parts = baseline_key(finding)
+            key = parts["id"]
             known = key in self.baseline
             if not known:
                 new.append(finding)
@@ -487,7 +440,7 @@ class _GuardSession:
         for entry in entries.values():
             entry["tests"].sort()
         return {
-            "version": REPORT_VERSION,
+            "version": BASELINE_VERSION,
             "comment": "Known N+1 findings; regenerate with pytest --nplusone-baseline-update.",
             "findings": [entries[k] for k in sorted(entries)],
         }
@@ -503,7 +456,11 @@ def _load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries: Iterable[dict[str, Any]] = data["findings"]
-        return {_key_text(entry): entry for entry in entries}
+        if data.get("version") != BASELINE_VERSION:
+            raise ValueError(
+                f"version {data.get('version')!r}, this plugin reads {BASELINE_VERSION}"
+            )
+        return {entry["id"]: entry for entry in entries}
     except FileNotFoundError:
         raise _option_error(
             f"baseline {path} does not exist; create it with --nplusone-baseline-update."

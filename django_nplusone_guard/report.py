@@ -84,7 +84,16 @@ class Finding:
             value = getattr(self, name)
             data[name] = list(value) if isinstance(value, list) else value
         data["category"] = self.category
+        data["id"] = self.id
         return data
+
+    @property
+    def id(self) -> str:
+        """The same for the same root cause across requests, processes, machines and edits
+        that only move lines: see :mod:`django_nplusone_guard.identity`."""
+        from .identity import finding_id
+
+        return finding_id(self)
 
     @property
     def title(self) -> str:
@@ -499,6 +508,8 @@ def format_finding(finding: Finding, *, verbose: bool = True, params: bool = Tru
         lines.append(sql_line(finding.sql))
         if finding.suggestion:
             lines.append(f"  Fix: {finding.suggestion}")
+    # Last, for grepping logs and matching baselines, Sentry issues and SARIF results.
+    lines.append(f"  id: {finding.id}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from .delivery import start_reporting, stop_reporting
 from .detect import analyse_scope
 from .exceptions import NPlusOneDetected
 from .fingerprint import fingerprint
+from .identity import split_callsite
 from .report import Finding, NPlusOne, Report, format_finding, shorten_sql
 
 if TYPE_CHECKING:
@@ -67,16 +67,6 @@ TEST_CODE_PATTERNS: tuple[str, ...] = (
 
 #: Attribute :class:`allow_nplusone` sets on a test function or class to exempt it.
 EXEMPT_ATTR = "_nplusone_guard_exempt"
-
-_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
-
-
-def split_callsite(callsite: str) -> tuple[str, int | None, str]:
-    """``("path.py", 12, "func")`` from ``"path.py:12 in func"``; lenient on odd input."""
-    match = _CALLSITE_RE.match(callsite or "")
-    if match is None:
-        return callsite or "unknown", None, ""
-    return match["path"], int(match["line"]), match["func"]
 
 
 def is_test_code(callsite: str, patterns: Iterable[str]) -> bool:

@@ -182,6 +182,9 @@ def test_json_document_matches_its_documented_shape(books):
     assert nplusone["category"] == "nplusone"
     assert nplusone["count"] == 5
     assert nplusone["callsite"].startswith("tests/testapp/views.py:")
+    # The stable id a log line, the panel and a test baseline give the same loop.
+    assert nplusone["id"] == Report.from_dict(page(document, "/books/")["report"]).nplusones[0].id
+    assert nplusone["id"] == page(audit_json("/books/"), "/books/")["report"]["nplusones"][0]["id"]
 
 
 def test_parameters_stay_out_of_output_unless_log_params(books, settings):

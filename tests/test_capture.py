@@ -483,7 +483,9 @@ def test_to_dict_without_queries_never_builds_them_and_findings_copy_like_asdict
     assert "_queries" not in report.__dict__
     assert data["queries"] == [] and data["query_count"] == 1 + len(books)
     [finding] = report.nplusones
-    assert data["nplusones"] == [{**dataclasses.asdict(finding), "category": "nplusone"}]
+    assert data["nplusones"] == [
+        {**dataclasses.asdict(finding), "category": "nplusone", "id": finding.id}
+    ]
     assert data["nplusones"][0]["stack"] is not finding.stack, "a copy, not the list itself"
     index = MissingIndex(
         model="testapp.Book",

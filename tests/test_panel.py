@@ -403,6 +403,10 @@ def test_every_field_of_every_kind_is_shown(toolbar_on):
         "PrimaryKeyRelatedField(many=True) looks up each pk",
     ):
         assert text in content, text
+    # Every finding carries its stable id, as logs, baselines and the audit name it.
+    for finding in _full_report().findings:
+        assert f'data-finding-id="{finding.id}"' in content
+        assert f"id <code>{finding.id}</code>" in content
 
 
 def test_copy_as_text_is_the_shared_formatter_output(toolbar_on):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -307,8 +308,10 @@ def test_baseline_round_trip_and_new_finding(project):
     )
     baseline = json.loads((project.path / "nplusone-baseline.json").read_text())
     [entry] = baseline["findings"]
-    assert entry["category"] == "nplusone"
-    assert entry["relation"] in ("testapp.Author", "testapp.Book.author")
+    assert baseline["version"] == 2
+    assert entry["rule"] == "nplusone-read"
+    assert re.fullmatch(r"[0-9a-f]{16}", entry["id"])
+    assert entry["subject"] in ("testapp.Author", "testapp.Book.author")
     assert (entry["file"], entry["function"]) == ("shop.py", "author_names")
     assert entry["tests"] == ["test_legacy.py::test_legacy_page"]
     assert "line" not in entry and "count" not in entry
@@ -348,6 +351,12 @@ def test_baseline_round_trip_and_new_finding(project):
 
 def test_baseline_option_errors(project):
     project.makepyfile(test_x="def test_x():\n    pass\n")
+    (project.path / "old.json").write_text('{"version": 1, "findings": []}')
+    old = run(project, "--nplusone-baseline=old.json")
+    assert old.ret == pytest.ExitCode.USAGE_ERROR
+    old.stderr.fnmatch_lines(
+        ["*old.json is not a baseline file*version 1*--nplusone-baseline-update*"]
+    )
     missing = run(project, "--nplusone-baseline=absent.json")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*baseline *absent.json does not exist; create it with*"])
