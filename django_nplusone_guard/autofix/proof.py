@@ -55,6 +55,9 @@ def environment() -> dict[str, str]:
     """This process's environment for a child that must load the same project: the same
     settings module, and this process's ``sys.path`` (manage.py puts the project there)."""
     env = dict(os.environ)
+    # No .pyc of an edit being tried: two tries of equal size in one second would share
+    # the timestamp and size a .pyc is checked against.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     return env
