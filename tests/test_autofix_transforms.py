@@ -14,6 +14,7 @@ from django_nplusone_guard.autofix.transforms import (
     edit_admin_prefetch,
     edit_class_attribute,
     edit_queryset,
+    read_annotations,
 )
 
 
@@ -323,3 +324,42 @@ def test_an_edit_that_would_not_compile_is_refused():
     # A repeated keyword parses for libcst but Python's compiler refuses it.
     with pytest.raises(EditError, match="would not parse"):
         edit_queryset("books = Book.objects.all()\n", 1, '.annotate(n=Count("a"), n=Count("b"))')
+
+
+# --------------------------------------------------------------------------- per-row reads
+
+LOOP = textwrap.dedent(
+    """\
+    def report(request):
+        books = Book.objects.order_by("pk")
+        rows = [
+            (b.title, b.reviews.count(), b.reviews.exists(), b.tags.count())  # per book
+            for b in books
+        ]
+        totals = [a.book_set.aggregate(total=Sum("pages"), n=Count("id"))["n"] for a in authors]
+        return rows, totals
+    """
+)
+
+
+def test_per_row_count_and_exists_become_reads_of_the_annotation():
+    after = read_annotations(LOOP, 4, "reviews", '.annotate(reviews_count=Count("reviews"))')
+    assert changed(LOOP, after) == [
+        "        (b.title, b.reviews_count, b.reviews.exists(), b.tags.count())  # per book"
+    ]
+    suggestion = '.annotate(has_reviews=Exists(Review.objects.filter(book=OuterRef("pk"))))'
+    after = read_annotations(after, 4, "reviews", suggestion)
+    assert changed(LOOP, after) == [
+        "        (b.title, b.reviews_count, b.has_reviews, b.tags.count())  # per book"
+    ]
+
+
+def test_a_per_row_aggregate_becomes_the_annotation_it_indexes():
+    suggestion = '.annotate(total=Sum("book__pages"), n=Count("book__id"))'
+    after = read_annotations(LOOP, 7, "book_set", suggestion)
+    assert changed(LOOP, after) == ["    totals = [a.n for a in authors]"]
+
+
+def test_no_per_row_call_on_the_line_is_an_edit_error():
+    with pytest.raises(EditError, match=r"no per-row \.book_set"):
+        read_annotations(LOOP, 4, "book_set", '.annotate(book_count=Count("book"))')
