@@ -30,10 +30,6 @@ _MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
 _EVALUATING = frozenset({"list", "tuple", "sorted", "set", "len"})
 
 
-def _children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    yield from node.children
-
-
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     yield node
     for child in node.children:

@@ -110,7 +110,7 @@ def _merged_args(existing: Sequence[cst.Arg], added: Sequence[cst.Arg]) -> list[
         path = _string_value(arg)
         values = [_string_value(a) for a in args]
         if path is None:
-            args.append(arg)
+            args.append(arg.with_changes(comma=cst.MaybeSentinel.DEFAULT))
         elif path in values or any(v and v.startswith(path + "__") for v in values):
             continue
         else:
@@ -119,14 +119,10 @@ def _merged_args(existing: Sequence[cst.Arg], added: Sequence[cst.Arg]) -> list[
                 old = args[shorter[0]]
                 args[shorter[0]] = old.with_changes(value=arg.value)
             else:
-                args.append(_plain(arg, last=True))
+                args.append(arg.with_changes(comma=cst.MaybeSentinel.DEFAULT))
     if args:
         args = [*(_comma(a) for a in args[:-1]), args[-1]]
     return args
-
-
-def _plain(arg: cst.Arg, *, last: bool) -> cst.Arg:
-    return arg.with_changes(comma=cst.MaybeSentinel.DEFAULT) if last else arg
 
 
 def _comma(arg: cst.Arg) -> cst.Arg:
