@@ -27,6 +27,7 @@ import pytest
 if TYPE_CHECKING:
     from .capture import capture
     from .report import Finding, Report
+    from .sightings import Sighting
     from .testing import GuardOptions
 
 __all__ = ["NPlusOneGuardFixture", "baseline_key"]
@@ -71,6 +72,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="Known findings (JSON): those already in PATH do not fail, new ones do.",
+    )
+    group.addoption(
+        "--nplusone-sarif",
+        metavar="PATH",
+        default=None,
+        help="Write the session's findings to PATH as SARIF 2.1.0, one result per finding "
+        "(for code scanning; guards database tests even when --nplusone is off).",
+    )
+    group.addoption(
+        "--nplusone-annotations",
+        action="store_true",
+        default=False,
+        help="Print the findings as GitHub Actions annotations (::warning/::error lines) at "
+        "the end; on by default when GITHUB_ACTIONS=true.",
     )
     group.addoption(
         "--nplusone-baseline-update",
@@ -221,6 +236,8 @@ class _GuardSession:
     config: pytest.Config
     mode: str
     report_path: Path | None
+    sarif_path: Path | None
+    annotations: bool
     baseline_path: Path | None
     baseline_update: bool
     test_code: tuple[str, ...]
@@ -230,6 +247,7 @@ class _GuardSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> _GuardSession:
+        from .github_annotations import in_github_actions
         from .testing import TEST_CODE_PATTERNS
 
         def path_option(name: str) -> Path | None:
@@ -247,6 +265,8 @@ class _GuardSession:
             config=config,
             mode=mode,
             report_path=path_option("nplusone_report"),
+            sarif_path=path_option("nplusone_sarif"),
+            annotations=bool(config.getoption("nplusone_annotations")) or in_github_actions(),
             baseline_path=baseline_path,
             baseline_update=baseline_update,
             test_code=(*TEST_CODE_PATTERNS, *config.getini("python_files")),
@@ -260,7 +280,12 @@ class _GuardSession:
     @property
     def suite_wide(self) -> bool:
         """Whether every database test is captured (to fail, warn, or only to record)."""
-        return self.mode != "off" or self.report_path is not None or self.baseline_update
+        return (
+            self.mode != "off"
+            or self.report_path is not None
+            or self.sarif_path is not None
+            or self.baseline_update
+        )
 
     @property
     def is_worker(self) -> bool:
@@ -326,10 +351,19 @@ class _GuardSession:
             known = key in self.baseline
             if not known:
                 new.append(finding)
+            fails = strict or (self.mode == "fail" and not known and not self.baseline_update)
             rows.append(
-                {**finding.to_dict(), "key": key, "key_parts": parts, "in_baseline": known}
+                {
+                    **finding.to_dict(),
+                    "key": key,
+                    "key_parts": parts,
+                    "in_baseline": known,
+                    "fails": fails,
+                }
             )
         self.results.append(_TestFindings(item.nodeid, rows))
+        in_failure = strict or (self.mode == "fail" and bool(new) and not self.baseline_update)
+        _attach_to_junit(item, rows, findings, shown=in_failure and not test_failed)
         if test_failed:
             return  # the test's own failure says more; findings are still recorded
         if strict:
@@ -374,10 +408,32 @@ class _GuardSession:
             _write_json(self.report_path, self._report_data())
         if self.baseline_update and self.baseline_path is not None:
             _write_json(self.baseline_path, self._baseline_data())
+        if self.sarif_path is not None:
+            from .sarif import sarif_log, write_sarif
+            from .sightings import repository_root
+
+            root = repository_root(self.config.rootpath)
+            write_sarif(self.sarif_path, sarif_log(self._sightings(), root=root))
+
+    def _sightings(self) -> list[Sighting]:
+        from .sightings import Sighting
+
+        return [
+            Sighting(row, result.nodeid, bool(row.get("fails")))
+            for result in self.results
+            for row in result.findings
+        ]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not (self.suite_wide or self.results):
             return
+        if self.annotations and self.results:
+            from .github_annotations import annotation_lines
+            from .sightings import repository_root
+
+            root = repository_root(self.config.rootpath)
+            for line in annotation_lines(self._sightings(), root=root):
+                terminalreporter.write_line(line)
         for line in self.summary_lines():
             terminalreporter.write_line(line)
 
@@ -405,6 +461,8 @@ class _GuardSession:
             lines.append(f"nplusone-guard: baseline written to {self.baseline_path} ({count})")
         if self.report_path is not None:
             lines.append(f"nplusone-guard: report written to {self.report_path}")
+        if self.sarif_path is not None:
+            lines.append(f"nplusone-guard: SARIF written to {self.sarif_path}")
         return lines
 
     def _report_data(self) -> dict[str, Any]:
@@ -444,6 +502,21 @@ class _GuardSession:
             "comment": "Known N+1 findings; regenerate with pytest --nplusone-baseline-update.",
             "findings": [entries[k] for k in sorted(entries)],
         }
+
+
+def _attach_to_junit(
+    item: pytest.Item, rows: list[dict[str, Any]], findings: list[Finding], *, shown: bool
+) -> None:
+    """Put a test's findings where pytest's ``--junitxml`` report carries them: one
+    ``<property>`` each, and, unless the failure message already shows them, their text as
+    the test's output (``<system-out>`` with ``junit_logging=system-out``)."""
+    from .junit import OUTPUT_SECTION, junit_properties
+    from .report import format_finding
+
+    item.user_properties.extend(junit_properties(rows))
+    if not shown:
+        text = "\n\n".join(format_finding(f, verbose=False) for f in findings)
+        item.add_report_section("call", OUTPUT_SECTION, f"nplusone-guard findings:\n{text}\n")
 
 
 def _exempt(item: pytest.Item) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "MissingIndex",
     "NPlusOne",
     "Report",
+    "finding_from_dict",
     "format_finding",
 ]
 
@@ -398,6 +399,14 @@ class Report:
 
     def __str__(self) -> str:
         return format_report(self)
+
+
+def finding_from_dict(data: Mapping[str, Any]) -> Finding:
+    """A finding rebuilt from its ``to_dict()`` (its ``category`` says which kind)."""
+    cls = _FINDING_TYPES.get(str(data.get("category")))
+    if cls is None:
+        raise ValueError(f"not a finding: category {data.get('category')!r}")
+    return _load(cls, data)
 
 
 def _load(cls: type[_T], data: Mapping[str, Any]) -> _T:
