@@ -88,6 +88,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the end; on by default when GITHUB_ACTIONS=true.",
     )
     group.addoption(
+        "--nplusone-strict",
+        action="store_true",
+        default=False,
+        help="Fail the session when a suppression (ALLOW rule, allow comment, "
+        "allow_nplusone mark, baseline entry) matched nothing in a run of the whole suite.",
+    )
+    group.addoption(
+        "--nplusone-baseline-prune",
+        action="store_true",
+        default=False,
+        help="Remove from the --nplusone-baseline file the entries no test saw (of tests "
+        "that ran, or every entry when the whole suite ran).",
+    )
+    group.addoption(
         "--nplusone-baseline-update",
         action="store_true",
         default=False,
@@ -244,6 +258,15 @@ class _GuardSession:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: list[_TestFindings] = field(default_factory=list)
     guarded_tests: int = 0
+    strict: bool = False
+    baseline_prune: bool = False
+    #: Node ids of guarded tests (baseline entries of tests that ran can be pruned).
+    guarded_ids: set[str] = field(default_factory=set)
+    #: Exempt tests whose code ran no finding: their exemption matched nothing.
+    unneeded_exemptions: list[str] = field(default_factory=list)
+    deselected: int = 0
+    stale: list[str] = field(default_factory=list)
+    pruned: int = 0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> _GuardSession:
@@ -259,6 +282,9 @@ class _GuardSession:
         baseline_update = bool(config.getoption("nplusone_baseline_update"))
         if baseline_update and baseline_path is None:
             raise _option_error("--nplusone-baseline-update needs --nplusone-baseline=PATH.")
+        baseline_prune = bool(config.getoption("nplusone_baseline_prune"))
+        if baseline_prune and baseline_path is None:
+            raise _option_error("--nplusone-baseline-prune needs --nplusone-baseline=PATH.")
         if mode is None:
             mode = "fail" if baseline_path is not None and not baseline_update else "off"
         session = cls(
@@ -270,11 +296,17 @@ class _GuardSession:
             baseline_path=baseline_path,
             baseline_update=baseline_update,
             test_code=(*TEST_CODE_PATTERNS, *config.getini("python_files")),
+            strict=bool(config.getoption("nplusone_strict")),
+            baseline_prune=baseline_prune,
         )
         if session.suite_wide and not config.pluginmanager.hasplugin("django"):
             raise _option_error("the --nplusone* options need pytest-django.")
         if baseline_path is not None and not baseline_update:
             session.baseline = _load_baseline(baseline_path)
+        if session.suite_wide:
+            from .suppressions import ledger
+
+            ledger.tracking = True  # note the files that run queries, for stale comments
         return session
 
     @property
@@ -302,7 +334,9 @@ class _GuardSession:
         exempt = item.get_closest_marker("allow_nplusone") is not None or _exempt(item)
         strict = marked and not exempt
         suite = self.suite_wide and not exempt and _uses_database(item)
-        if not (strict or suite or fixture is not None):
+        # An exempt test is still watched, to tell whether its exemption is still needed.
+        probe = self.suite_wide and exempt and _probe_exemption(item)
+        if not (strict or suite or probe or fixture is not None):
             return (yield)
 
         from .delivery import start_reporting, stop_reporting
@@ -312,7 +346,8 @@ class _GuardSession:
         if fixture is not None:
             fixture._capture = scope_capture
         # The test reports its findings: requests and commands it runs deliver nothing.
-        token = start_reporting(item.nodeid)
+        reports = strict or suite or fixture is not None
+        token = start_reporting(item.nodeid) if reports else None
         scope_capture.start()
         test_failed = True
         try:
@@ -320,13 +355,20 @@ class _GuardSession:
             test_failed = False
             return result
         finally:
-            stop_reporting(token)
+            if token is not None:
+                stop_reporting(token)
             scope_capture.stop()
             scope_capture.analyse()
             if fixture is not None:
                 fixture._final = scope_capture.report
             if strict or suite:
                 self._conclude(item, options, scope_capture.report, strict, test_failed)
+            elif (
+                probe
+                and not test_failed
+                and not options.failures(scope_capture.report, test_code=self.test_code)
+            ):
+                self.unneeded_exemptions.append(item.nodeid)
 
     def _conclude(
         self,
@@ -340,6 +382,7 @@ class _GuardSession:
         from .exceptions import NPlusOneDetected
 
         self.guarded_tests += 1
+        self.guarded_ids.add(item.nodeid)
         findings = options.failures(report, test_code=self.test_code)
         if not findings:
             return
@@ -393,17 +436,36 @@ class _GuardSession:
         data = json.loads(payload)
         self.guarded_tests += int(data.get("guarded_tests", 0))
         self.results.extend(_TestFindings(r["nodeid"], r["findings"]) for r in data["results"])
+        self.guarded_ids.update(data.get("guarded_ids", ()))
+        self.unneeded_exemptions.extend(data.get("unneeded_exemptions", ()))
+        from .suppressions import ledger
+
+        ledger.merge(data.get("ledger", {}))
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += len(items)
 
     # ---- end of session
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
+            from .suppressions import ledger
+
             payload = {
                 "guarded_tests": self.guarded_tests,
                 "results": [{"nodeid": r.nodeid, "findings": r.findings} for r in self.results],
+                "guarded_ids": sorted(self.guarded_ids),
+                "unneeded_exemptions": self.unneeded_exemptions,
+                "ledger": ledger.to_dict(),
             }
             self.config.workeroutput[_WORKER_OUTPUT_KEY] = json.dumps(payload)  # type: ignore[attr-defined]
             return
+        if self.suite_wide and self._whole_suite(session):
+            self.stale = self._stale_suppressions()
+            if self.stale and self.strict and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.baseline_prune and self.baseline_path is not None and not self.baseline_update:
+            self._prune_baseline(session)
         if self.report_path is not None:
             _write_json(self.report_path, self._report_data())
         if self.baseline_update and self.baseline_path is not None:
@@ -414,6 +476,57 @@ class _GuardSession:
 
             root = repository_root(self.config.rootpath)
             write_sarif(self.sarif_path, sarif_log(self._sightings(), root=root))
+
+    def _whole_suite(self, session: pytest.Session) -> bool:
+        """Whether this run could see every suppression: all tests the configuration
+        collects, none deselected (``-k``, ``-m``, ``--lf``), and not stopped early."""
+        config = self.config
+        option = config.option
+        return (
+            config.args_source != pytest.Config.ArgsSource.ARGS
+            and not getattr(option, "keyword", "")
+            and not getattr(option, "markexpr", "")
+            and not getattr(option, "lf", False)
+            and not self.deselected
+            and not session.shouldstop
+            and not session.shouldfail
+            and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        )
+
+    def _stale_baseline_ids(self, whole: bool) -> list[str]:
+        """Baseline entries no test saw, of tests that all ran (any, in a whole run)."""
+        seen = {row["key"] for result in self.results for row in result.findings}
+        return [
+            key
+            for key, entry in self.baseline.items()
+            if key not in seen and (whole or set(entry.get("tests") or ["?"]) <= self.guarded_ids)
+        ]
+
+    def _stale_suppressions(self) -> list[str]:
+        from . import conf
+        from .suppressions import stale_lines
+
+        try:
+            rules = conf.get_config().ALLOW
+        except Exception:  # settings unusable: the checks say so, not this summary
+            rules = ()
+        marks = [
+            f"allow_nplusone on {nodeid} (its code ran no N+1)"
+            for nodeid in sorted(self.unneeded_exemptions)
+        ]
+        baseline = [
+            f"baseline entry {key} ({_describe_entry(self.baseline[key])})"
+            for key in self._stale_baseline_ids(whole=True)
+        ]
+        return stale_lines(rules, marks=marks, baseline=baseline)
+
+    def _prune_baseline(self, session: pytest.Session) -> None:
+        stale = set(self._stale_baseline_ids(whole=self._whole_suite(session)))
+        self.pruned = len(stale)
+        if stale and self.baseline_path is not None:
+            data = json.loads(self.baseline_path.read_text(encoding="utf-8"))
+            data["findings"] = [e for e in data["findings"] if e.get("id") not in stale]
+            _write_json(self.baseline_path, data)
 
     def _sightings(self) -> list[Sighting]:
         from .sightings import Sighting
@@ -436,6 +549,9 @@ class _GuardSession:
                 terminalreporter.write_line(line)
         for line in self.summary_lines():
             terminalreporter.write_line(line)
+        for line in self.suppression_lines():
+            strict = self.strict and line.startswith("nplusone-guard error")
+            terminalreporter.write_line(line, yellow=not strict, red=strict)
 
     def summary_lines(self) -> list[str]:
         rows = [row for result in self.results for row in result.findings]
@@ -463,6 +579,32 @@ class _GuardSession:
             lines.append(f"nplusone-guard: report written to {self.report_path}")
         if self.sarif_path is not None:
             lines.append(f"nplusone-guard: SARIF written to {self.sarif_path}")
+        if self.baseline_prune and not self.baseline_update:
+            lines.append(
+                f"nplusone-guard: {self.pruned} stale baseline entr"
+                f"{'y' if self.pruned == 1 else 'ies'} removed from {self.baseline_path}"
+            )
+        return lines
+
+    def suppression_lines(self) -> list[str]:
+        """Stale suppressions and allow comments without a reason, for the summary."""
+        from .suppressions import reasonless
+
+        lines = []
+        if self.stale:
+            what = "error" if self.strict else "warning"
+            lines.append(
+                f"nplusone-guard {what}: {len(self.stale)} suppression(s) matched nothing in "
+                "this run; remove them:"
+            )
+            lines.extend(f"  {line}" for line in self.stale)
+        unexplained = reasonless()
+        if unexplained:
+            lines.append(
+                f"nplusone-guard warning: {len(unexplained)} allow comment(s) without a "
+                "reason; say why, e.g. # nplusone: allow[read] the list is capped at 10:"
+            )
+            lines.extend(f"  {where}" for where in unexplained)
         return lines
 
     def _report_data(self) -> dict[str, Any]:
@@ -517,6 +659,20 @@ def _attach_to_junit(
     if not shown:
         text = "\n\n".join(format_finding(f, verbose=False) for f in findings)
         item.add_report_section("call", OUTPUT_SECTION, f"nplusone-guard findings:\n{text}\n")
+
+
+def _probe_exemption(item: pytest.Item) -> bool:
+    """Whether an exempt test's queries can tell that the exemption matched nothing: not
+    when the test function is decorated with ``allow_nplusone`` (its queries are ignored
+    on purpose), nor when it does not use the database."""
+    from .testing import EXEMPT_ATTR
+
+    return not getattr(getattr(item, "obj", None), EXEMPT_ATTR, False) and _uses_database(item)
+
+
+def _describe_entry(entry: Mapping[str, Any]) -> str:
+    parts = [entry.get("rule"), entry.get("subject"), entry.get("file"), entry.get("function")]
+    return " ".join(str(p) for p in parts if p)
 
 
 def _exempt(item: pytest.Item) -> bool:

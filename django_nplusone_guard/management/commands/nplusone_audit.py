@@ -31,7 +31,7 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
-from django_nplusone_guard import conf
+from django_nplusone_guard import conf, suppressions
 from django_nplusone_guard.capture import capture, render_frame
 from django_nplusone_guard.report import Report, format_report
 
@@ -338,7 +338,11 @@ class Command(BaseCommand):
                     urls.append(route.path)
         urls = list(dict.fromkeys(urls))
 
-        results = self._run(urls, options)
+        with suppressions.tracked() as seen:
+            results = self._run(urls, options)
+        if options["all_routes"]:  # the whole site ran: what matched nothing is stale
+            for line in suppressions.stale_lines(conf.get_config().ALLOW, seen=seen):
+                self.stderr.write(self.style.WARNING(f"Stale suppression: {line}"))
 
         if options["format"] == "json":
             self.stdout.write(json.dumps(self._as_json(results, skipped, fail_on), indent=2))
