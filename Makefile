@@ -12,10 +12,11 @@ STAMP := $(VENV)/.installed
 comma := ,
 EXTRAS := dev,example$(if $(filter mysql,$(DB)),$(comma)mysql)
 
-.PHONY: help venv demo test lint format typecheck docs bench bench-short bench-instructions serve clean
+.PHONY: help venv demo ci-reports test lint format typecheck docs bench bench-short bench-instructions serve clean
 
 help:
 	@echo "make demo    - set up, seed the example project and audit it (SQLite)"
+	@echo "make ci-reports - the example project's audit as SARIF and JUnit XML in build/"
 	@echo "make test    - run the test suite (DB=sqlite|postgres|mysql)"
 	@echo "make lint    - ruff + mypy"
 	@echo "make docs    - build the docs with warnings as errors"
@@ -47,6 +48,11 @@ format: venv
 # The example project follows DB=... too (its database, nplusone_example, must exist).
 demo: venv
 	cd example_project && EXAMPLE_DB=$(DB) ../$(BIN)/python manage.py demo
+
+# The files a CI job publishes (docs/ci.md), from the example project: build/nplusone.sarif
+# (code scanning) and build/nplusone-junit.xml (the test report). DB=... as for demo.
+ci-reports: venv
+	cd example_project && EXAMPLE_DB=$(DB) ../$(BIN)/python manage.py ci_reports --out ../build
 
 # Benchmark: its own virtualenv (benchmarks/.venv), so the tools compared against never
 # touch the project's. django-nplus1 needs Python >= 3.12: the first of python3.13/3.12 that

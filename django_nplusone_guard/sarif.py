@@ -164,10 +164,11 @@ def _result(found: SightedFinding, index: int, root: Path, params: bool) -> dict
         "properties": {
             "id": found.id,
             "seenIn": list(found.seen_in),
-            "count": found.count,
             "sql": shorten_sql(sql if params else redact_literals(sql)),
         },
     }
+    if found.count:
+        result["properties"]["count"] = found.count
     location = found.location(root)
     if location is not None:
         result["locations"] = [{"physicalLocation": _physical(location)}]
