@@ -19,7 +19,7 @@ ROOT = EXAMPLE.parent
 
 
 @pytest.fixture(scope="module")
-def reports(example_env, tmp_path_factory) -> Path:
+def reports(example_env, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ci-reports")
     result = manage(example_env, "ci_reports", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr

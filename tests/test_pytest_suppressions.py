@@ -164,3 +164,21 @@ def test_prune_needs_a_baseline(suite):
     result = run(suite, "--nplusone-baseline-prune")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--nplusone-baseline-prune needs --nplusone-baseline=PATH.*"])
+
+
+def test_workers_report_what_matched_to_the_controller(suite):
+    result = run(suite, "-n", "2", "--nplusone=fail", "--nplusone-baseline=baseline.json")
+    result.assert_outcomes(passed=6)
+    stale_comment = line_of(suite, "this used to loop")
+    result.stdout.fnmatch_lines(
+        [
+            "nplusone-guard warning: 5 suppression(s) matched nothing in this run; remove them:",
+            "  ALLOW rule {'model': 'testapp.Publisher'}",
+            f"  # nplusone: allow comment at suppressed.py:{stale_comment}",
+            "  allow_nplusone on test_suite.py::test_unneeded_exemption (its code ran no N+1)",
+            f"  baseline entry {STALE_ID} (*",
+            "  baseline entry eeeeeeeeeeeeeeee (*",
+            "nplusone-guard warning: 1 allow comment(s) without a reason; *",
+        ]
+    )
+    assert "{'callsite': '*in author_names'}" not in result.stdout.str()
