@@ -570,7 +570,7 @@ class _GuardSession:
             if unseen:
                 lines.append(
                     f"nplusone-guard: {unseen} baseline entr{'y' if unseen == 1 else 'ies'} "
-                    "not seen in this run; --nplusone-baseline-update drops them"
+                    "not seen in this run; --nplusone-baseline-prune removes them"
                 )
         if self.baseline_update and self.baseline_path is not None:
             count = len(self._baseline_data()["findings"])

@@ -130,11 +130,14 @@ def group_sightings(sightings: Iterable[Sighting]) -> list[SightedFinding]:
     by_id: dict[str, SightedFinding] = {}
     for sighting in sightings:
         data = sighting.finding
+        finding = None
         key = str(data.get("id") or "")
+        if not key:  # plain data written before ids existed: the id is computed
+            finding = finding_from_dict(data)
+            key = finding.id
         found = by_id.get(key)
         if found is None:
-            finding = finding_from_dict(data)
-            found = by_id[key or finding.id] = SightedFinding(finding)
+            found = by_id[key] = SightedFinding(finding or finding_from_dict(data))
         if sighting.where and sighting.where not in found.seen_in:
             found.seen_in.append(sighting.where)
         found.failing = found.failing or sighting.failing
