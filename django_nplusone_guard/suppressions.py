@@ -59,7 +59,7 @@ INLINE_KINDS: dict[str, frozenset[str]] = {
 }
 _COMMENT_RE = re.compile(r"#\s*nplusone:\s*allow\b(?:\[(?P<kinds>[^\]]*)\])?(?P<reason>.*)$")
 _REASON_STRIP = " \t-:;,.\u2013\u2014"
-_MAX_CACHED_LINES = 4096
+_MAX_CACHED_SITES = 4096
 
 
 @dataclass(frozen=True)
@@ -94,19 +94,24 @@ def parse_comment(text: str, path: str, line: int) -> InlineAllow | None:
     return InlineAllow(path, line, rules, reason, unknown)
 
 
-_lines: dict[tuple[str, int], InlineAllow | None] = {}
+_at_callsite: dict[str, InlineAllow | None] = {}
 
 
-def inline_allow_at(path: str, line: int) -> InlineAllow | None:
-    """The allow comment on ``path:line``, read once per location (:mod:`linecache`)."""
-    key = (path, line)
-    if key in _lines:
-        return _lines[key]
-    absolute = os.path.abspath(path)
-    found = parse_comment(linecache.getline(absolute, line), absolute, line)
-    if len(_lines) >= _MAX_CACHED_LINES:
-        _lines.clear()
-    _lines[key] = found
+def inline_allow_at(callsite: str) -> InlineAllow | None:
+    """The allow comment on a call site's line (``path.py:12 in func``), read once per call
+    site (:mod:`linecache`); None when there is none, or no line of a file."""
+    try:
+        return _at_callsite[callsite]
+    except KeyError:
+        pass
+    path, line, _func = split_callsite(callsite)
+    found = None
+    if line is not None and not path.startswith("<") and path != "unknown":
+        absolute = os.path.abspath(path)
+        found = parse_comment(linecache.getline(absolute, line), absolute, line)
+    if len(_at_callsite) >= _MAX_CACHED_SITES:
+        _at_callsite.clear()
+    _at_callsite[callsite] = found
     return found
 
 
@@ -114,13 +119,10 @@ def allowed_inline(finding: Finding) -> bool:
     """True when an allow comment on the finding's call site (any of a duplicate's) or
     queryset line allows its kind. Each such comment is noted in the :data:`ledger`, and
     warned about once when it gives no reason or names an unknown kind."""
-    rule = rule_of(finding)
     allowed = False
+    rule = None
     for site in _sites(finding):
-        path, line, _func = split_callsite(site)
-        if line is None or path.startswith("<") or path == "unknown":
-            continue
-        comment = inline_allow_at(path, line)
+        comment = inline_allow_at(site)
         if comment is None:
             continue
         if comment.unknown:
@@ -131,6 +133,7 @@ def allowed_inline(finding: Finding) -> bool:
                 f"{', '.join(INLINE_KINDS)}, e.g. # nplusone: allow[read] <why>.",
             )
             continue
+        rule = rule or rule_of(finding)
         if rule in comment.rules:
             allowed = True
             ledger.matched_inline.add((comment.path, comment.line))
@@ -145,11 +148,12 @@ def allowed_inline(finding: Finding) -> bool:
 
 
 def _sites(finding: Finding) -> list[str]:
-    sites = list(getattr(finding, "callsites", None) or [getattr(finding, "callsite", "")])
+    callsites = getattr(finding, "callsites", None)
+    sites = list(callsites) if callsites else [getattr(finding, "callsite", "")]
     parent = getattr(finding, "parent_callsite", None)
     if parent:
         sites.append(parent)
-    return [s for s in sites if s]
+    return sites
 
 
 _warned: set[tuple[str, int]] = set()
