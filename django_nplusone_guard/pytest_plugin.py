@@ -483,7 +483,7 @@ class _GuardSession:
         config = self.config
         option = config.option
         return (
-            config.args_source != pytest.Config.ArgsSource.ARGS
+            _all_test_paths(config)
             and not getattr(option, "keyword", "")
             and not getattr(option, "markexpr", "")
             and not getattr(option, "lf", False)
@@ -659,6 +659,22 @@ def _attach_to_junit(
     if not shown:
         text = "\n\n".join(format_finding(f, verbose=False) for f in findings)
         item.add_report_section("call", OUTPUT_SECTION, f"nplusone-guard findings:\n{text}\n")
+
+
+def _all_test_paths(config: pytest.Config) -> bool:
+    """Whether the command line asked for every test: no paths (``testpaths`` or the
+    current directory), or directories that hold the root or every ``testpaths`` entry
+    (``pytest tests/``)."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    root = config.rootpath.resolve()
+    wanted = [root / p for p in config.getini("testpaths")] or [root]
+    given = [Path(config.invocation_params.dir, arg).resolve() for arg in config.args]
+    if not given or any(
+        "::" in arg or not path.is_dir() for arg, path in zip(config.args, given, strict=True)
+    ):
+        return False
+    return all(any(w.resolve().is_relative_to(g) for g in given) for w in wanted)
 
 
 def _probe_exemption(item: pytest.Item) -> bool:

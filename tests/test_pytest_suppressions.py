@@ -138,8 +138,7 @@ def test_prune_removes_entries_no_test_saw(suite):
         "--nplusone=fail",
         "--nplusone-baseline=baseline.json",
         "--nplusone-baseline-prune",
-        "-k",
-        "fixed",
+        "test_suite.py::test_fixed",
     )
     partial.assert_outcomes(passed=1)
     partial.stdout.fnmatch_lines(["nplusone-guard: 1 stale baseline entry removed from *"])
@@ -147,11 +146,21 @@ def test_prune_removes_entries_no_test_saw(suite):
     # Only the entry of a test that ran; the other test did not run in a partial run.
     assert ids == ["eeeeeeeeeeeeeeee"]
 
+    # "." holds every test: a whole run, so every entry no test saw goes.
     whole = run(
-        suite, "--nplusone=fail", "--nplusone-baseline=baseline.json", "--nplusone-baseline-prune"
+        suite,
+        "--nplusone=fail",
+        "--nplusone-baseline=baseline.json",
+        "--nplusone-baseline-prune",
+        ".",
     )
     whole.assert_outcomes(passed=6)
-    whole.stdout.fnmatch_lines(["nplusone-guard: 1 stale baseline entry removed from *"])
+    whole.stdout.fnmatch_lines(
+        [
+            "nplusone-guard: 1 stale baseline entry removed from *",
+            "nplusone-guard warning: 4 suppression(s) matched nothing in this run; remove them:",
+        ]
+    )
     assert json.loads((suite.path / "baseline.json").read_text())["findings"] == []
 
 
