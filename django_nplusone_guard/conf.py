@@ -8,12 +8,14 @@ it once) so a typo can never break a request at run time.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -23,6 +25,9 @@ __all__ = ["ACTIONS", "Config", "Problem", "get_config", "is_enabled", "validate
 logger = logging.getLogger("django_nplusone_guard")
 
 SETTING_NAME = "NPLUSONE_GUARD"
+#: Where the documentation lives; hints link here, since users have no ``docs/`` folder.
+DOCS_URL = "https://github.com/django-nplusone-guard/django-nplusone-guard/blob/main/docs/"
+SETTINGS_DOCS_URL = DOCS_URL + "settings.md"
 ACTIONS = ("log", "warn", "raise", "off")
 #: Commands never guarded, whatever ``COMMANDS`` says: they serve requests (guarded by the
 #: middleware), run the tests (guarded by the test helpers), change the schema, hand over to
@@ -192,13 +197,13 @@ def validate(raw: Any) -> list[Problem]:
     problems: list[Problem] = []
     for key in raw:
         if key not in _TYPES:
-            close = [k for k in _TYPES if k.replace("_", "") == str(key).upper().replace("_", "")]
-            hint = f"Did you mean {close[0]!r}? " if close else ""
+            close = did_you_mean(str(key), _TYPES)
+            hint = f"Did you mean {close!r}? " if close else ""
             problems.append(
                 Problem(
                     "django_nplusone_guard.E001",
                     f"{SETTING_NAME} has unknown key {key!r}.",
-                    hint + f"Known keys: {', '.join(_TYPES)}.",
+                    hint + f"Known keys: {', '.join(_TYPES)}. See {SETTINGS_DOCS_URL}",
                 )
             )
     for key, (check, expected) in _TYPES.items():
@@ -207,7 +212,7 @@ def validate(raw: Any) -> list[Problem]:
                 Problem(
                     "django_nplusone_guard.E002",
                     f"{SETTING_NAME}[{key!r}] must be {expected}, got {raw[key]!r}.",
-                    "See the settings reference in docs/settings.md.",
+                    f"See {SETTINGS_DOCS_URL}#{key.lower()}",
                     key,
                 )
             )
@@ -259,17 +264,37 @@ def validate(raw: Any) -> list[Problem]:
     return problems
 
 
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The known name closest to a misspelt one (``ACTOIN`` -> ``ACTION``), by edit
+    distance; case and underscores do not count."""
+    by_shape = {k.upper().replace("_", ""): k for k in known}
+    shape = name.upper().replace("_", "")
+    if shape in by_shape:
+        return by_shape[shape]
+    close = difflib.get_close_matches(name.upper(), list(by_shape.values()), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 _cached: Config | None = None
+#: Problems already told to the user, by the system checks or by the log: each once.
 _reported: set[str] = set()
+
+
+def mark_reported(problems: Iterable[Problem]) -> None:
+    """The system checks showed these: the run-time log will not repeat them."""
+    _reported.update(p.msg for p in problems)
 
 
 def _build(raw: Mapping[str, Any]) -> Config:
     problems = validate(raw)
     bad = {p.key for p in problems}
-    for problem in problems:
-        if problem.msg not in _reported:
-            _reported.add(problem.msg)
-            logger.error("Ignoring bad setting: %s %s", problem.msg, problem.hint)
+    # Settings read while apps load (the app's ready()) are read again once they have:
+    # the system checks, which run in between, show each problem first, as an error.
+    if apps.ready:
+        for problem in problems:
+            if problem.msg not in _reported:
+                _reported.add(problem.msg)
+                logger.error("Ignoring bad setting: %s %s", problem.msg, problem.hint)
 
     def value(key: str, default: Any) -> Any:
         return raw[key] if key in raw and key not in bad else default
@@ -306,7 +331,9 @@ def get_config() -> Config:
     config = _cached
     if config is None:
         raw = getattr(settings, SETTING_NAME, {})
-        config = _cached = _build(raw if isinstance(raw, Mapping) else {})
+        config = _build(raw if isinstance(raw, Mapping) else {})
+        if apps.ready:  # see _build: read again, and logged, once apps have loaded
+            _cached = config
     return config
 
 

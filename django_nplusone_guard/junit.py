@@ -15,7 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .identity import rule_of
-from .report import Finding, Report, finding_from_dict, format_finding, format_report
+from .report import (
+    Finding,
+    Report,
+    count_of,
+    finding_from_dict,
+    format_finding,
+    format_report,
+)
 
 __all__ = [
     "FINDING_PROPERTY",
@@ -91,7 +98,9 @@ def audit_junit_xml(
             failure = ET.SubElement(
                 case,
                 "failure",
-                message=_xml(f"{len(failing)} finding(s) of a --fail-on kind"),
+                message=_xml(
+                    f"{count_of(len(failing), 'finding', 'findings')} of a --fail-on kind"
+                ),
             )
             failure.text = _xml(
                 "\n\n".join(format_finding(f, verbose=False, params=params) for f in failing)

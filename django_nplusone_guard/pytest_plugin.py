@@ -258,10 +258,11 @@ class _GuardSession:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: list[_TestFindings] = field(default_factory=list)
     guarded_tests: int = 0
+    #: Tests already counted in ``guarded_tests`` (a test can be guarded several ways);
+    #: also, baseline entries of tests that were guarded can be pruned.
+    _counted: set[str] = field(default_factory=set)
     strict: bool = False
     baseline_prune: bool = False
-    #: Node ids of guarded tests (baseline entries of tests that ran can be pruned).
-    guarded_ids: set[str] = field(default_factory=set)
     #: Exempt tests whose code ran no finding: their exemption matched nothing.
     unneeded_exemptions: list[str] = field(default_factory=list)
     deselected: int = 0
@@ -345,6 +346,7 @@ class _GuardSession:
         scope_capture = options.capture()
         if fixture is not None:
             fixture._capture = scope_capture
+            self._count_guarded(item.nodeid)
         # The test reports its findings: requests and commands it runs deliver nothing.
         reports = strict or suite or fixture is not None
         token = start_reporting(item.nodeid) if reports else None
@@ -381,30 +383,12 @@ class _GuardSession:
         __tracebackhide__ = True
         from .exceptions import NPlusOneDetected
 
-        self.guarded_tests += 1
-        self.guarded_ids.add(item.nodeid)
+        self._count_guarded(item.nodeid)
         findings = options.failures(report, test_code=self.test_code)
         if not findings:
             return
-        new: list[Finding] = []
-        rows = []
-        for finding in findings:
-            parts = baseline_key(finding)
-            key = parts["id"]
-            known = key in self.baseline
-            if not known:
-                new.append(finding)
-            fails = strict or (self.mode == "fail" and not known and not self.baseline_update)
-            rows.append(
-                {
-                    **finding.to_dict(),
-                    "key": key,
-                    "key_parts": parts,
-                    "in_baseline": known,
-                    "fails": fails,
-                }
-            )
-        self.results.append(_TestFindings(item.nodeid, rows))
+        rows, new = self._rows(findings, strict=strict)
+        self._record(item.nodeid, rows)
         in_failure = strict or (self.mode == "fail" and bool(new) and not self.baseline_update)
         _attach_to_junit(item, rows, findings, shown=in_failure and not test_failed)
         if test_failed:
@@ -426,6 +410,69 @@ class _GuardSession:
             # Shown at the loop's line in pytest's warnings summary, like the middleware.
             warn_at_callsite(message, getattr(new[0], "callsite", ""))
 
+    def _rows(
+        self, findings: list[Finding], *, strict: bool
+    ) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """Each finding as a row of the report and the baseline, and those not in the
+        baseline. A row ``fails`` when it fails its test: always when ``strict`` (a marker,
+        or a helper that raised), else when new in ``fail`` mode."""
+        new: list[Finding] = []
+        rows = []
+        for finding in findings:
+            parts = baseline_key(finding)
+            key = parts["id"]
+            known = key in self.baseline
+            if not known:
+                new.append(finding)
+            fails = strict or (self.mode == "fail" and not known and not self.baseline_update)
+            rows.append(
+                {
+                    **finding.to_dict(),
+                    "key": key,
+                    "key_parts": parts,
+                    "in_baseline": known,
+                    "fails": fails,
+                }
+            )
+        return rows, new
+
+    def _record(self, nodeid: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add a test's rows; a finding seen twice in one test (by the suite-wide scope and
+        by an ``assert_no_nplusone`` block inside it) counts once. Returns the rows added."""
+        for result in self.results:
+            if result.nodeid == nodeid:
+                seen = {_row_identity(row) for row in result.findings}
+                added = [row for row in rows if _row_identity(row) not in seen]
+                result.findings.extend(added)
+                return added
+        self.results.append(_TestFindings(nodeid, rows))
+        return rows
+
+    def _count_guarded(self, nodeid: str) -> None:
+        if nodeid not in self._counted:
+            self._counted.add(nodeid)
+            self.guarded_tests += 1
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Findings that failed a test on their own, not through the suite-wide guard or
+        a marker: the fixture's ``assert_clean()``, ``assert_no_nplusone``, the unittest
+        mixin, the middleware's ``raise``. The summary counts them too."""
+        report = yield
+        if call.when == "call" and call.excinfo is not None:
+            from .exceptions import NPlusOneDetected  # no Django import: cheap, and safe
+
+            raised = call.excinfo.value
+            if isinstance(raised, NPlusOneDetected) and raised.findings:
+                from .junit import junit_properties
+
+                self._count_guarded(item.nodeid)
+                added = self._record(item.nodeid, self._rows(raised.findings, strict=True)[0])
+                report.user_properties.extend(junit_properties(added))
+        return report
+
     # ---- xdist
 
     @pytest.hookimpl(optionalhook=True)
@@ -436,7 +483,7 @@ class _GuardSession:
         data = json.loads(payload)
         self.guarded_tests += int(data.get("guarded_tests", 0))
         self.results.extend(_TestFindings(r["nodeid"], r["findings"]) for r in data["results"])
-        self.guarded_ids.update(data.get("guarded_ids", ()))
+        self._counted.update(data.get("guarded_ids", ()))
         self.unneeded_exemptions.extend(data.get("unneeded_exemptions", ()))
         from .suppressions import ledger
 
@@ -454,7 +501,7 @@ class _GuardSession:
             payload = {
                 "guarded_tests": self.guarded_tests,
                 "results": [{"nodeid": r.nodeid, "findings": r.findings} for r in self.results],
-                "guarded_ids": sorted(self.guarded_ids),
+                "guarded_ids": sorted(self._counted),
                 "unneeded_exemptions": self.unneeded_exemptions,
                 "ledger": ledger.to_dict(),
             }
@@ -499,7 +546,7 @@ class _GuardSession:
         return [
             key
             for key, entry in self.baseline.items()
-            if key not in seen and (whole or set(entry.get("tests") or ["?"]) <= self.guarded_ids)
+            if key not in seen and (whole or set(entry.get("tests") or ["?"]) <= self._counted)
         ]
 
     def _stale_suppressions(self) -> list[str]:
@@ -554,12 +601,14 @@ class _GuardSession:
             terminalreporter.write_line(line, yellow=not strict, red=strict)
 
     def summary_lines(self) -> list[str]:
+        from .report import count_of
+
         rows = [row for result in self.results for row in result.findings]
         known = sum(1 for row in rows if row["in_baseline"])
         tests = len({r.nodeid for r in self.results})
         line = (
-            f"nplusone-guard: {len(rows)} finding(s) in {tests} of "
-            f"{self.guarded_tests} guarded test(s)"
+            f"nplusone-guard: {count_of(len(rows), 'finding', 'findings')} in {tests} of "
+            f"{count_of(self.guarded_tests, 'guarded test', 'guarded tests')}"
         )
         if self.baseline_path is not None and not self.baseline_update:
             line += f" ({len(rows) - known} new, {known} in baseline)"
@@ -581,27 +630,31 @@ class _GuardSession:
             lines.append(f"nplusone-guard: SARIF written to {self.sarif_path}")
         if self.baseline_prune and not self.baseline_update:
             lines.append(
-                f"nplusone-guard: {self.pruned} stale baseline entr"
-                f"{'y' if self.pruned == 1 else 'ies'} removed from {self.baseline_path}"
+                "nplusone-guard: "
+                f"{count_of(self.pruned, 'stale baseline entry', 'stale baseline entries')} "
+                f"removed from {self.baseline_path}"
             )
         return lines
 
     def suppression_lines(self) -> list[str]:
         """Stale suppressions and allow comments without a reason, for the summary."""
+        from .report import count_of
         from .suppressions import reasonless
 
         lines = []
         if self.stale:
             what = "error" if self.strict else "warning"
             lines.append(
-                f"nplusone-guard {what}: {len(self.stale)} suppression(s) matched nothing in "
+                f"nplusone-guard {what}: "
+                f"{count_of(len(self.stale), 'suppression', 'suppressions')} matched nothing in "
                 "this run; remove them:"
             )
             lines.extend(f"  {line}" for line in self.stale)
         unexplained = reasonless()
         if unexplained:
             lines.append(
-                f"nplusone-guard warning: {len(unexplained)} allow comment(s) without a "
+                "nplusone-guard warning: "
+                f"{count_of(len(unexplained), 'allow comment', 'allow comments')} without a "
                 "reason; say why, e.g. # nplusone: allow[read] the list is capped at 10:"
             )
             lines.extend(f"  {where}" for where in unexplained)
@@ -644,6 +697,10 @@ class _GuardSession:
             "comment": "Known N+1 findings; regenerate with pytest --nplusone-baseline-update.",
             "findings": [entries[k] for k in sorted(entries)],
         }
+
+
+def _row_identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["key"], row.get("callsite"), row.get("fingerprint"))
 
 
 def _attach_to_junit(

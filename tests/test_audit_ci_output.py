@@ -86,7 +86,7 @@ def test_junit_format_has_a_test_case_per_page(books):
     books_case = cases["/books/"]
     failure = books_case.find("failure")
     assert failure is not None
-    assert failure.get("message") == "1 finding(s) of a --fail-on kind"
+    assert failure.get("message") == "1 finding of a --fail-on kind"
     assert "N+1 query on testapp.Book.author: 5 queries" in (failure.text or "")
     [prop] = books_case.iter("property")
     assert prop.get("name") == "nplusone-guard.finding"

@@ -108,13 +108,13 @@ def test_a_whole_run_lists_what_matched_nothing_and_strict_fails_on_it(suite):
     no_reason = line_of(suite, "without_reason():") + 1
     result.stdout.fnmatch_lines(
         [
-            "nplusone-guard error: 5 suppression(s) matched nothing in this run; remove them:",
+            "nplusone-guard error: 5 suppressions matched nothing in this run; remove them:",
             "  ALLOW rule {'model': 'testapp.Publisher'}",
             f"  # nplusone: allow comment at suppressed.py:{stale_comment}",
             "  allow_nplusone on test_suite.py::test_unneeded_exemption (its code ran no N+1)",
             f"  baseline entry {STALE_ID} (nplusone-read testapp.Book.author shop.py gone)",
             "  baseline entry eeeeeeeeeeeeeeee (*",
-            "nplusone-guard warning: 1 allow comment(s) without a reason; *",
+            "nplusone-guard warning: 1 allow comment without a reason; *",
             f"  suppressed.py:{no_reason}",
         ]
     )
@@ -129,7 +129,7 @@ def test_a_partial_run_lists_no_stale_suppressions(suite):
     assert result.ret == 0
     assert "matched nothing" not in result.stdout.str()
     # Comments without a reason are warned about in any run.
-    result.stdout.fnmatch_lines(["nplusone-guard warning: 1 allow comment(s) without a reason*"])
+    result.stdout.fnmatch_lines(["nplusone-guard warning: 1 allow comment without a reason*"])
 
 
 def test_prune_removes_entries_no_test_saw(suite):
@@ -158,7 +158,7 @@ def test_prune_removes_entries_no_test_saw(suite):
     whole.stdout.fnmatch_lines(
         [
             "nplusone-guard: 1 stale baseline entry removed from *",
-            "nplusone-guard warning: 4 suppression(s) matched nothing in this run; remove them:",
+            "nplusone-guard warning: 4 suppressions matched nothing in this run; remove them:",
         ]
     )
     assert json.loads((suite.path / "baseline.json").read_text())["findings"] == []
@@ -176,13 +176,13 @@ def test_workers_report_what_matched_to_the_controller(suite):
     stale_comment = line_of(suite, "this used to loop")
     result.stdout.fnmatch_lines(
         [
-            "nplusone-guard warning: 5 suppression(s) matched nothing in this run; remove them:",
+            "nplusone-guard warning: 5 suppressions matched nothing in this run; remove them:",
             "  ALLOW rule {'model': 'testapp.Publisher'}",
             f"  # nplusone: allow comment at suppressed.py:{stale_comment}",
             "  allow_nplusone on test_suite.py::test_unneeded_exemption (its code ran no N+1)",
             f"  baseline entry {STALE_ID} (*",
             "  baseline entry eeeeeeeeeeeeeeee (*",
-            "nplusone-guard warning: 1 allow comment(s) without a reason; *",
+            "nplusone-guard warning: 1 allow comment without a reason; *",
         ]
     )
     assert "{'callsite': '*in author_names'}" not in result.stdout.str()
