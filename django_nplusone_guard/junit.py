@@ -105,11 +105,12 @@ def audit_junit_xml(
             failure.text = _xml(
                 "\n\n".join(format_finding(f, verbose=False, params=params) for f in failing)
             )
-        if findings or page.error is not None:
+        note = getattr(page, "note", None)  # a redirect to the login page, say
+        if findings or page.error is not None or note:
             out = ET.SubElement(case, "system-out")
             text = format_report(page.report, verbose=False, params=params)
             if page.status is not None:
-                text = f"GET {page.url} ({page.status})\n{text}"
+                text = f"GET {page.url} ({page.status}{'; ' + note if note else ''})\n{text}"
             out.text = _xml(text)
     for name, value in counts.items():
         suite.set(name, str(value))

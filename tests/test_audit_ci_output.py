@@ -102,3 +102,17 @@ def test_junit_keeps_parameters_out_unless_log_params(books):
     document = audit("/audit/duplicate/", "--format=junit")
     assert "ada@private.example" not in document
     assert "Duplicate query" in document
+
+
+def test_junit_shows_a_page_s_note_in_its_output():
+    from django_nplusone_guard import Report
+    from django_nplusone_guard.junit import audit_junit_xml
+    from django_nplusone_guard.management.commands.nplusone_audit import PageResult
+
+    page = PageResult(
+        url="/private/", report=Report(), status=302, note="redirected to login: use --user"
+    )
+    case = next(ET.fromstring(audit_junit_xml([page], fail_on=[])).iter("testcase"))
+    assert (case.findtext("system-out") or "").startswith(
+        "GET /private/ (302; redirected to login: use --user)\n"
+    )
