@@ -119,6 +119,7 @@ class Scope:
         "overflow",
         "parent",
         "records",
+        "reports",
         "task",
         "total_time",
         "walks",
@@ -138,6 +139,9 @@ class Scope:
         self.max_queries = max_queries
         self.base_frame = base_frame
         self.ignoring = ignoring
+        # Whether its owner delivers its findings itself (the middleware's request scope):
+        # guarded work inside it then leaves its findings to it (see ``delivery``).
+        self.reports = False
         self.records: list[Record] = []
         self.overflow: dict[tuple[Any, ...], list[Any]] = {}
         # The last overflow key and its slot: a loop repeats one key, and comparing tuples

@@ -9,6 +9,7 @@ it once) so a typo can never break a request at run time.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +61,8 @@ class Config:
     COMMANDS: bool | tuple[str, ...] = False
     #: Guard each execution of a ``django.tasks`` task (Django 6.0+).
     TASKS: bool = False
+    #: Guard each execution of a Celery task (the ``celery`` extra).
+    CELERY: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -106,6 +109,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "True, False or a list of command names / fnmatch patterns (strings)",
     ),
     "TASKS": (_is_bool, "a bool"),
+    "CELERY": (_is_bool, "a bool"),
 }
 
 
@@ -256,6 +260,16 @@ def validate(raw: Any) -> list[Problem]:
                         "COMMANDS",
                     )
                 )
+    if raw.get("CELERY") is True and importlib.util.find_spec("celery") is None:
+        problems.append(
+            Problem(
+                "django_nplusone_guard.E009",
+                f"{SETTING_NAME}['CELERY'] is True but Celery is not installed.",
+                "Install it with `pip install django-nplusone-guard[celery]`, or remove "
+                "'CELERY' from the setting.",
+                "CELERY",
+            )
+        )
     if "ALLOW" in raw and isinstance(raw["ALLOW"], list | tuple):
         problems.extend(
             replace(p, key="ALLOW")
@@ -317,6 +331,7 @@ def _build(raw: Mapping[str, Any]) -> Config:
         ANALYSIS_BUDGET_MS=value("ANALYSIS_BUDGET_MS", defaults.ANALYSIS_BUDGET_MS),
         COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
         TASKS=value("TASKS", defaults.TASKS),
+        CELERY=value("CELERY", defaults.CELERY),
         raw=dict(raw),
     )
 
