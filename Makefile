@@ -12,11 +12,12 @@ STAMP := $(VENV)/.installed
 comma := ,
 EXTRAS := dev,example$(if $(filter mysql,$(DB)),$(comma)mysql)
 
-.PHONY: help venv demo demo-fix test lint format typecheck docs bench bench-short bench-instructions serve clean
+.PHONY: help venv demo demo-fix ci-reports test lint format typecheck docs bench bench-short bench-instructions serve clean
 
 help:
 	@echo "make demo    - set up, seed the example project and audit it (SQLite)"
 	@echo "make demo-fix - nplusone_audit --fix --apply on a throwaway copy of the example project"
+	@echo "make ci-reports - the example project's audit as SARIF and JUnit XML in build/"
 	@echo "make test    - run the test suite (DB=sqlite|postgres|mysql)"
 	@echo "make lint    - ruff + mypy"
 	@echo "make docs    - build the docs with warnings as errors"
@@ -62,6 +63,11 @@ demo-fix: venv
 		-v0 || status=$$?; \
 	if [ -n "$(KEEP)" ]; then echo "The copy: $$dir/example_project"; else rm -rf "$$dir"; fi; \
 	exit $$status
+
+# The files a CI job publishes (docs/ci.md), from the example project: build/nplusone.sarif
+# (code scanning) and build/nplusone-junit.xml (the test report). DB=... as for demo.
+ci-reports: venv
+	cd example_project && EXAMPLE_DB=$(DB) ../$(BIN)/python manage.py ci_reports --out ../build
 
 # Benchmark: its own virtualenv (benchmarks/.venv), so the tools compared against never
 # touch the project's. django-nplus1 needs Python >= 3.12: the first of python3.13/3.12 that

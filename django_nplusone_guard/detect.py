@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from . import conf, loops, orm
+from . import conf, loops, orm, suppressions
 from .capture import (
     ALIAS,
     CALL,
@@ -174,6 +174,8 @@ def analyse_scope(scope: Scope, options: capture, *, into: Report) -> Report:
         lone = _lone_runs(scope.records)
         if lone is not None:
             report.defer_queries(list(map(_query_of, scope.records)), lone)
+            if suppressions.ledger.tracking:
+                suppressions.ledger.note_frames(f for _i, frames, _k in lone for f in frames)
             return report
     # Attribution can touch model instances and EXPLAIN runs statements: neither may be
     # recorded into an enclosing scope or the toolbar. The short path above runs none.
@@ -280,11 +282,13 @@ def _analyse_in_full(
         ]
         duplicates.extend(_duplicates(groups.values(), handled, stacks))
 
+    if suppressions.ledger.tracking:
+        suppressions.ledger.note_frames(f for _i, frames, _k in runs for f in frames)
     report.nplusones = sorted(
-        (f for f in nplusones if not is_allowed(f, options.allow)), key=finding_order
+        (f for f in nplusones if not _suppressed(f, options.allow)), key=finding_order
     )
     report.duplicates = sorted(
-        (f for f in duplicates if not is_allowed(f, options.allow)), key=finding_order
+        (f for f in duplicates if not _suppressed(f, options.allow)), key=finding_order
     )
     if options.explain:
         from .explain import find_missing_indexes
@@ -297,7 +301,7 @@ def _analyse_in_full(
             ),
         )
         report.missing_indexes = sorted(
-            (f for f in missing if not is_allowed(f, options.allow)), key=finding_order
+            (f for f in missing if not _suppressed(f, options.allow)), key=finding_order
         )
     return report
 
@@ -502,9 +506,20 @@ def _match_glob(pattern: str, value: str | None) -> bool:
     return value is not None and fnmatch.fnmatchcase(value, pattern)
 
 
+def _suppressed(finding: Finding, rules: Sequence[Mapping[str, str]]) -> bool:
+    """An inline ``# nplusone: allow`` comment at the finding's lines, or an allow rule."""
+    return suppressions.allowed_inline(finding) or is_allowed(finding, rules)
+
+
 def is_allowed(finding: Finding, rules: Sequence[Mapping[str, str]]) -> bool:
-    """True when any rule matches every key it names (model, field, callsite, sql, kind)."""
-    return any(_rule_matches(finding, rule) for rule in rules)
+    """True when any rule matches every key it names (model, field, callsite, sql, kind).
+    The rule that matched is noted in :data:`.suppressions.ledger` (stale rules are those
+    never noted)."""
+    for rule in rules:
+        if _rule_matches(finding, rule):
+            suppressions.ledger.note_rule(rule)
+            return True
+    return False
 
 
 def _rule_matches(finding: Finding, rule: Mapping[str, str]) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "NPlusOne",
     "Report",
     "count_of",
+    "finding_from_dict",
     "format_finding",
 ]
 
@@ -437,6 +438,14 @@ class Report:
             f"{len(self.nplusones)} N+1, {len(self.missing_indexes)} missing index, "
             f"{len(self.duplicates)} duplicate>"
         )
+
+
+def finding_from_dict(data: Mapping[str, Any]) -> Finding:
+    """A finding rebuilt from its ``to_dict()`` (its ``category`` says which kind)."""
+    cls = _FINDING_TYPES.get(str(data.get("category")))
+    if cls is None:
+        raise ValueError(f"not a finding: category {data.get('category')!r}")
+    return _load(cls, data)
 
 
 def _load(cls: type[_T], data: Mapping[str, Any]) -> _T:

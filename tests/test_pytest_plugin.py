@@ -67,6 +67,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for name in list(os.environ):
         if name.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST")):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)  # no annotations unless a test asks
     pytester.makeini(
         "[pytest]\n"
         "addopts = --no-migrations -p no:cacheprovider\n"

@@ -31,7 +31,7 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
-from django_nplusone_guard import audit_urls, autofix, conf
+from django_nplusone_guard import audit_urls, autofix, conf, suppressions
 from django_nplusone_guard.capture import capture, render_frame
 from django_nplusone_guard.report import Report, count_of, format_report
 
@@ -333,9 +333,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--format",
-            choices=("text", "json"),
+            choices=("text", "json", *CI_FORMATS),
             default="text",
-            help="Findings per page and a summary (text, the default), or one JSON document.",
+            help="Findings per page and a summary (text, the default), one JSON document, "
+            "SARIF 2.1.0 (code scanning), GitHub Actions annotations, or JUnit XML.",
         )
         parser.add_argument(
             "--fail-on",
@@ -400,10 +401,16 @@ class Command(BaseCommand):
                     urls.append(route.path)
         urls = list(dict.fromkeys(urls))
 
-        results = self._run(urls, options)
+        with suppressions.tracked() as seen:
+            results = self._run(urls, options)
+        if options["all_routes"]:  # the whole site ran: what matched nothing is stale
+            for line in suppressions.stale_lines(conf.get_config().ALLOW, seen=seen):
+                self.stderr.write(self.style.WARNING(f"Stale suppression: {line}"))
 
         if options["format"] == "json":
             self.stdout.write(json.dumps(self._as_json(results, skipped, fail_on), indent=2))
+        elif options["format"] in CI_FORMATS:
+            self.stdout.write(render_ci(options["format"], results, fail_on))
         else:
             self._write_text(results, skipped, options["verbosity"])
 
@@ -567,6 +574,32 @@ class Command(BaseCommand):
             "fail_on": fail_on,
             "failed": [k for k in fail_on if totals[k]],
         }
+
+
+#: Formats rendered by their own modules, for CI services.
+CI_FORMATS = ("sarif", "github", "junit")
+
+
+def render_ci(fmt: str, results: list[PageResult], fail_on: list[str]) -> str:
+    """``results`` as SARIF, GitHub annotations or JUnit XML: a finding of a ``--fail-on``
+    kind is an error (a failed test case in JUnit), any other a warning."""
+    params = conf.get_config().LOG_PARAMS
+    if fmt == "junit":
+        from django_nplusone_guard.junit import audit_junit_xml
+
+        return audit_junit_xml(results, fail_on=fail_on, params=params)
+    from django_nplusone_guard.sightings import Sighting
+
+    sightings = [
+        Sighting(f.to_dict(), r.url, f.category in fail_on) for r in results for f in r.report
+    ]
+    if fmt == "github":
+        from django_nplusone_guard.github_annotations import annotation_lines
+
+        return "\n".join(annotation_lines(sightings))
+    from django_nplusone_guard.sarif import sarif_log
+
+    return json.dumps(sarif_log(sightings, category="audit", params=params), indent=2)
 
 
 _LABELS = {"nplusone": "N+1", "missing_index": "missing index", "duplicate": "duplicate",
