@@ -66,6 +66,10 @@ class Command(BaseCommand):
         )
         if problems:
             raise CommandError(f"{problems} page(s) not as expected (marked MISS above).")
+        self.stdout.write(self.style.MIGRATE_HEADING("\nProduction mode: one page, exported\n"))
+        from library.production_demo import show
+
+        show(self.stdout)
 
 
 _CATEGORIES = ("nplusones", "missing_indexes", "duplicates")
