@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from django.db import connection
 from django.test import Client
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
@@ -70,7 +71,9 @@ def test_a_finding_is_a_warning_event_grouped_by_its_id(books, sentry):
     assert (nplusone["count"], nplusone["seen"], nplusone["worst_count"]) == (5, 1, 5)
     assert ".select_related(" in nplusone["fix"]
     assert nplusone["sql_shape"].startswith('select "testapp_author"."id"')
-    assert nplusone["db_system"] == "sqlite"
+    assert nplusone["db_system"] == (
+        "mariadb" if getattr(connection, "mysql_is_mariadb", False) else connection.vendor
+    )
     frames = event["stacktrace"]["frames"]
     assert f"{frames[-1]['filename']}:{frames[-1]['lineno']} in {frames[-1]['function']}" == (
         finding.callsite
