@@ -149,6 +149,13 @@ VARIANTS: tuple[Variant, ...] = (
         requires="django_nplusone_guard.explain",
     ),
     _production("guard-production", "guard, production (SAMPLE_RATE=0.01, exporters on)"),
+    Variant(
+        "disabled-guard",
+        "guard installed, ENABLED off (diagnostic: what an unsampled request is held to)",
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": False, "ACTION": "log", "EXPLAIN": False}},
+    ),
     _toolbar("toolbar", "debug toolbar, SQL panel"),
     _with_our_panel("toolbar-panel", "debug toolbar, SQL panel + our panel"),
     _toolbar(
