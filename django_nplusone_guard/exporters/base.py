@@ -18,6 +18,7 @@ that finding; the request, and the other exporters, carry on.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from .. import conf
+from ..fingerprint import fingerprint
 from ..identity import rule_of, split_callsite
 from ..ratelimit import limiter, report_interval
 from ..report import Finding
@@ -123,11 +125,7 @@ class Export:
         """The statement's shape: values and placeholders as ``?``, ``IN`` lists as
         ``(...)``, comments dropped; with ``LOG_PARAMS``, the statement as it ran."""
         sql = str(getattr(self.finding, "sql", "") or "")
-        if self.params:
-            return sql
-        from ..fingerprint import fingerprint
-
-        return fingerprint(sql).normalized
+        return sql if self.params else fingerprint(sql).normalized
 
     @property
     def db_system(self) -> str:
@@ -225,8 +223,6 @@ def exporter_problem(name: str) -> str | None:
     """Why ``name`` cannot be an exporter here, or ``None``: for the system check."""
     required = REQUIRED_LIBRARIES.get(name)
     if required is not None:
-        import importlib.util
-
         module, extra = required
         try:
             found = importlib.util.find_spec(module) is not None
