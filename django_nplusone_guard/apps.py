@@ -16,6 +16,7 @@ class NPlusOneGuardConfig(AppConfig):
         install_orm_hooks()
         _guard_commands_when_asked()
         _guard_tasks_when_asked()
+        _guard_celery_tasks_when_asked()
         if apps.is_installed("debug_toolbar"):
             # The middleware without the panel: still keep the hooks out of SQL panel stacks.
             from .panels import hide_from_toolbar_stacks
@@ -38,6 +39,16 @@ def _guard_tasks_when_asked() -> None:
     6.0+: on older versions ``django.tasks`` is never imported."""
     from . import conf
     from .tasks import sync_with_settings
+
+    sync_with_settings()
+    conf.on_settings_change(sync_with_settings)
+
+
+def _guard_celery_tasks_when_asked() -> None:
+    """Connect to Celery's task signals only once ``CELERY`` is set and Celery is installed:
+    until then Celery is never imported by the guard."""
+    from . import conf
+    from .celery import sync_with_settings
 
     sync_with_settings()
     conf.on_settings_change(sync_with_settings)

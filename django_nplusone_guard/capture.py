@@ -119,6 +119,7 @@ class Scope:
         "overflow",
         "parent",
         "records",
+        "reports",
         "task",
         "total_time",
         "walks",
@@ -138,6 +139,9 @@ class Scope:
         self.max_queries = max_queries
         self.base_frame = base_frame
         self.ignoring = ignoring
+        # Whether its owner delivers its findings itself (the middleware's request scope):
+        # guarded work inside it then leaves its findings to it (see ``delivery``).
+        self.reports = False
         self.records: list[Record] = []
         self.overflow: dict[tuple[Any, ...], list[Any]] = {}
         # The last overflow key and its slot: a loop repeats one key, and comparing tuples
@@ -298,7 +302,7 @@ def _classify(frame: FrameType) -> int:
     else:
         module = frame.f_globals.get("__name__") or ""
         reader = None
-        if _is_user_module(module, code.co_filename):
+        if _is_user_module(module, code.co_filename) or _is_shell_input(module, code.co_filename):
             kind = _USER
         else:
             reader = owners.OWNER_FRAMES.get((module, code.co_qualname))
@@ -326,6 +330,22 @@ def _is_user_module(module: str, filename: str) -> bool:
 
 
 owners.is_user_module = _is_user_module
+
+#: Where an interactive session's code comes from: ``python`` and ``code.interact`` (Django's
+#: ``shell``), Python 3.13's REPL, IPython's terminal cells.
+_SHELL_FILES = ("<stdin>", "<console>")
+_SHELL_FILE_PREFIXES = ("<python-input-", "<ipython-input-")
+#: Django's ``shell -c`` and ``shell < script.py`` run the code in the command's own module.
+_SHELL_COMMAND_MODULE = "django.core.management.commands.shell"
+
+
+def _is_shell_input(module: str, filename: str) -> bool:
+    """Whether the code was typed into (or piped to) an interactive shell: the user's, even
+    when it runs in the globals of Django's ``shell`` command, a library module. Only code
+    classification asks, once per code object."""
+    if filename in _SHELL_FILES or filename.startswith(_SHELL_FILE_PREFIXES):
+        return True
+    return filename == "<string>" and module == _SHELL_COMMAND_MODULE
 
 
 class Anchor(NamedTuple):

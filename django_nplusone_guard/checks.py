@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.apps import apps
@@ -10,17 +11,19 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf
 
-__all__ = ["check_app_installed", "check_settings"]
+__all__ = ["check_app_installed", "check_setting_name", "check_settings"]
 
 MIDDLEWARE_PATH = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
 
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E0xx for every problem :func:`conf.validate` finds; E009 for ``raise`` in production;
-    E010 for an exporter that cannot run here."""
+    """E0xx for every problem :func:`conf.validate` finds; E010 for ``raise`` in production;
+    E011 for an exporter that cannot run here."""
     raw = getattr(settings, conf.SETTING_NAME, {})
-    messages: list[CheckMessage] = [Error(p.msg, hint=p.hint, id=p.id) for p in conf.validate(raw)]
+    problems = conf.validate(raw)
+    conf.mark_reported(problems)  # shown here: the run-time log does not say it again
+    messages: list[CheckMessage] = [Error(p.msg, hint=p.hint, id=p.id) for p in problems]
     if not isinstance(raw, dict):
         return messages
     if (
@@ -37,7 +40,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 "docs/production.md), keep ENABLED off there, or set "
                 "'ALLOW_RAISE_IN_PRODUCTION': True if failing requests is what you want "
                 "(a staging server).",
-                id="django_nplusone_guard.E009",
+                id="django_nplusone_guard.E010",
             )
         )
     messages.extend(_check_exporters(raw.get("EXPORTERS")))
@@ -60,10 +63,29 @@ def _check_exporters(names: Any) -> list[CheckMessage]:
                     "'django-nplusone-guard[otel]'), 'sentry' (pip install "
                     "'django-nplusone-guard[sentry]') or the dotted path of a callable "
                     "taking one django_nplusone_guard.exporters.base.Export.",
-                    id="django_nplusone_guard.E010",
+                    id="django_nplusone_guard.E011",
                 )
             )
     return messages
+
+
+@register(Tags.compatibility)
+def check_setting_name(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003 for a setting whose name is a misspelling of ``NPLUSONE_GUARD``: the guard
+    never reads it, so everything in it is silently ignored."""
+    names = [name for name in dir(settings) if name.isupper() and name != conf.SETTING_NAME]
+    shape = conf.SETTING_NAME.replace("_", "")
+    close = [name for name in names if name.replace("_", "") == shape]
+    close += difflib.get_close_matches(conf.SETTING_NAME, names, n=3, cutoff=0.8)
+    return [
+        Warning(
+            f"Setting {name} is not read by django-nplusone-guard; did you mean "
+            f"{conf.SETTING_NAME}?",
+            hint=f"Rename it to {conf.SETTING_NAME}. See {conf.SETTINGS_DOCS_URL}",
+            id="django_nplusone_guard.W003",
+        )
+        for name in dict.fromkeys(close)
+    ]
 
 
 @register(Tags.compatibility)

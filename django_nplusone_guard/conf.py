@@ -8,12 +8,15 @@ it once) so a typo can never break a request at run time.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -23,6 +26,9 @@ __all__ = ["ACTIONS", "Config", "Problem", "get_config", "is_enabled", "validate
 logger = logging.getLogger("django_nplusone_guard")
 
 SETTING_NAME = "NPLUSONE_GUARD"
+#: Where the documentation lives; hints link here, since users have no ``docs/`` folder.
+DOCS_URL = "https://github.com/django-nplusone-guard/django-nplusone-guard/blob/main/docs/"
+SETTINGS_DOCS_URL = DOCS_URL + "settings.md"
 ACTIONS = ("log", "warn", "raise", "off")
 #: Commands never guarded, whatever ``COMMANDS`` says: they serve requests (guarded by the
 #: middleware), run the tests (guarded by the test helpers), change the schema, hand over to
@@ -58,6 +64,8 @@ class Config:
     COMMANDS: bool | tuple[str, ...] = False
     #: Guard each execution of a ``django.tasks`` task (Django 6.0+).
     TASKS: bool = False
+    #: Guard each execution of a Celery task (the ``celery`` extra).
+    CELERY: bool = False
     #: Production mode (see docs/production.md): the share of requests, commands and tasks
     #: guarded; how often one finding id is reported per process (``None``: 300 s with
     #: ``DEBUG`` off, 0 with it on, read when findings are delivered); where ``ACTION="log"``
@@ -117,6 +125,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "True, False or a list of command names / fnmatch patterns (strings)",
     ),
     "TASKS": (_is_bool, "a bool"),
+    "CELERY": (_is_bool, "a bool"),
     "SAMPLE_RATE": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0.0 to 1.0"),
     "REPORT_INTERVAL": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "EXPORTERS": (_is_str_list, "a list of exporter names or dotted paths (strings)"),
@@ -213,13 +222,13 @@ def validate(raw: Any) -> list[Problem]:
     problems: list[Problem] = []
     for key in raw:
         if key not in _TYPES:
-            close = [k for k in _TYPES if k.replace("_", "") == str(key).upper().replace("_", "")]
-            hint = f"Did you mean {close[0]!r}? " if close else ""
+            close = did_you_mean(str(key), _TYPES)
+            hint = f"Did you mean {close!r}? " if close else ""
             problems.append(
                 Problem(
                     "django_nplusone_guard.E001",
                     f"{SETTING_NAME} has unknown key {key!r}.",
-                    hint + f"Known keys: {', '.join(_TYPES)}.",
+                    hint + f"Known keys: {', '.join(_TYPES)}. See {SETTINGS_DOCS_URL}",
                 )
             )
     for key, (check, expected) in _TYPES.items():
@@ -228,7 +237,7 @@ def validate(raw: Any) -> list[Problem]:
                 Problem(
                     "django_nplusone_guard.E002",
                     f"{SETTING_NAME}[{key!r}] must be {expected}, got {raw[key]!r}.",
-                    "See the settings reference in docs/settings.md.",
+                    f"See {SETTINGS_DOCS_URL}#{key.lower()}",
                     key,
                 )
             )
@@ -272,6 +281,16 @@ def validate(raw: Any) -> list[Problem]:
                         "COMMANDS",
                     )
                 )
+    if raw.get("CELERY") is True and importlib.util.find_spec("celery") is None:
+        problems.append(
+            Problem(
+                "django_nplusone_guard.E009",
+                f"{SETTING_NAME}['CELERY'] is True but Celery is not installed.",
+                "Install it with `pip install django-nplusone-guard[celery]`, or remove "
+                "'CELERY' from the setting.",
+                "CELERY",
+            )
+        )
     if "ALLOW" in raw and isinstance(raw["ALLOW"], list | tuple):
         problems.extend(
             replace(p, key="ALLOW")
@@ -280,17 +299,37 @@ def validate(raw: Any) -> list[Problem]:
     return problems
 
 
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The known name closest to a misspelt one (``ACTOIN`` -> ``ACTION``), by edit
+    distance; case and underscores do not count."""
+    by_shape = {k.upper().replace("_", ""): k for k in known}
+    shape = name.upper().replace("_", "")
+    if shape in by_shape:
+        return by_shape[shape]
+    close = difflib.get_close_matches(name.upper(), list(by_shape.values()), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 _cached: Config | None = None
+#: Problems already told to the user, by the system checks or by the log: each once.
 _reported: set[str] = set()
+
+
+def mark_reported(problems: Iterable[Problem]) -> None:
+    """The system checks showed these: the run-time log will not repeat them."""
+    _reported.update(p.msg for p in problems)
 
 
 def _build(raw: Mapping[str, Any]) -> Config:
     problems = validate(raw)
     bad = {p.key for p in problems}
-    for problem in problems:
-        if problem.msg not in _reported:
-            _reported.add(problem.msg)
-            logger.error("Ignoring bad setting: %s %s", problem.msg, problem.hint)
+    # Settings read while apps load (the app's ready()) are read again once they have:
+    # the system checks, which run in between, show each problem first, as an error.
+    if apps.ready:
+        for problem in problems:
+            if problem.msg not in _reported:
+                _reported.add(problem.msg)
+                logger.error("Ignoring bad setting: %s %s", problem.msg, problem.hint)
 
     def value(key: str, default: Any) -> Any:
         return raw[key] if key in raw and key not in bad else default
@@ -313,6 +352,7 @@ def _build(raw: Mapping[str, Any]) -> Config:
         ANALYSIS_BUDGET_MS=value("ANALYSIS_BUDGET_MS", defaults.ANALYSIS_BUDGET_MS),
         COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
         TASKS=value("TASKS", defaults.TASKS),
+        CELERY=value("CELERY", defaults.CELERY),
         SAMPLE_RATE=float(value("SAMPLE_RATE", defaults.SAMPLE_RATE)),
         REPORT_INTERVAL=_seconds(value("REPORT_INTERVAL", None)),
         EXPORTERS=tuple(value("EXPORTERS", defaults.EXPORTERS)),
@@ -338,7 +378,9 @@ def get_config() -> Config:
     config = _cached
     if config is None:
         raw = getattr(settings, SETTING_NAME, {})
-        config = _cached = _build(raw if isinstance(raw, Mapping) else {})
+        config = _build(raw if isinstance(raw, Mapping) else {})
+        if apps.ready:  # see _build: read again, and logged, once apps have loaded
+            _cached = config
     return config
 
 

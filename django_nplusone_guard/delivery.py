@@ -5,6 +5,12 @@ their scope with :func:`act`. The test helpers and the pytest plugin report find
 own way (a failed test, a warning in pytest's summary); while one of them guards the code,
 it is :func:`reporting`, and :func:`act` leaves the findings to it, so one finding is
 reported once, not once by the test and once more by the middleware it ran through.
+
+A request reports its own findings too, and its scope records everything run inside it:
+work guarded inside a request (a ``guarded`` function the view calls, ``call_command()``,
+a task run eagerly, a streamed body) leaves its findings to the request's report
+(:attr:`Scope.reports <django_nplusone_guard.capture.Scope>`), or they would be reported
+twice, once under each label. The outermost front door always reports.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
 from . import conf
-from .capture import log_internal_error
+from .capture import active_scope, log_internal_error
 from .exceptions import NPlusOneDetected, NPlusOneWarning
 from .exporters.base import deliver
 from .report import Report, format_finding
@@ -38,12 +44,24 @@ def reporter() -> str | None:
     return _reporter.get()
 
 
+def _reported_by_enclosing_scope() -> bool:
+    """Whether a scope recording here reports its own findings (a request's): the work
+    running now is part of it, and so are its findings."""
+    scope = active_scope()
+    while scope is not None:
+        if scope.reports:
+            return True
+        scope = scope.parent
+    return False
+
+
 def start_reporting(label: str) -> Token[str | None] | None:
     """Declare that the code run from now on reports its findings itself (a test helper,
     the pytest plugin, a guarded command): front doors opened inside it (a request made by
     the test, a command it calls) still build their reports, but deliver nothing. The
-    outermost one wins: ``None`` when one already reports."""
-    if _reporter.get() is not None:
+    outermost one wins: ``None`` when one already reports, a context variable or a request
+    whose scope encloses this code."""
+    if _reporter.get() is not None or _reported_by_enclosing_scope():
         return None
     return _reporter.set(label or "?")
 
@@ -73,11 +91,12 @@ def act(report: Report, action: str, *, label: str = "") -> None:
     the findings to ``EXPORTERS`` (a log line each by default), at most once per finding id
     and ``REPORT_INTERVAL``.
 
-    Nothing is delivered while an enclosing test or guarded block reports (:func:`reporting`).
+    Nothing is delivered while an enclosing test, guarded block or request reports
+    (:func:`reporting`, a request's scope enclosing this code).
     """
     if action == "off" or not len(report):  # len(): no list of findings built to ask
         return
-    if _reporter.get() is not None:
+    if _reporter.get() is not None or _reported_by_enclosing_scope():
         return  # the enclosing guard reports these findings: one finding, one report
     if action == "raise":
         if report.nplusones:

@@ -38,7 +38,7 @@ from .capture import (
 )
 from .fingerprint import Fingerprint, fingerprint
 from .orm import model_for_table
-from .report import Duplicate, Finding, NPlusOne, QueryRun, Report, as_text
+from .report import Duplicate, Finding, NPlusOne, QueryRun, Report, as_text, finding_order
 
 if TYPE_CHECKING:
     from .capture import capture
@@ -281,12 +281,10 @@ def _analyse_in_full(
         duplicates.extend(_duplicates(groups.values(), handled, stacks))
 
     report.nplusones = sorted(
-        (f for f in nplusones if not is_allowed(f, options.allow)),
-        key=lambda f: (-f.count, -f.total_time_ms),
+        (f for f in nplusones if not is_allowed(f, options.allow)), key=finding_order
     )
     report.duplicates = sorted(
-        (f for f in duplicates if not is_allowed(f, options.allow)),
-        key=lambda f: (-f.count, -f.total_time_ms),
+        (f for f in duplicates if not is_allowed(f, options.allow)), key=finding_order
     )
     if options.explain:
         from .explain import find_missing_indexes
@@ -298,7 +296,9 @@ def _analyse_in_full(
                 report, "EXPLAIN was skipped for the remaining statements"
             ),
         )
-        report.missing_indexes = [f for f in missing if not is_allowed(f, options.allow)]
+        report.missing_indexes = sorted(
+            (f for f in missing if not is_allowed(f, options.allow)), key=finding_order
+        )
     return report
 
 
@@ -421,7 +421,26 @@ def _nplusone(group: Group, stacks: _Stacks) -> NPlusOne:
         suggestion="",
         total_time_ms=round(group.total_time_ms, 3),
         alias=group.alias,
+        params=_sample_params(group.records),
     )
+
+
+#: How many statements of an N+1 show their parameters, as a sample of what varied.
+SAMPLE_PARAMS = 3
+
+
+def _sample_params(records: Sequence[Record]) -> str | None:
+    """The first few statements' parameters (``(1,), (2,), (3,) ...``), for the panel: what
+    the loop went through. None for ``executemany`` batches, whose rows are not a sample."""
+    samples = []
+    for record in records[:SAMPLE_PARAMS]:
+        if record[MANY] or record[PARAMS] is None:
+            return None
+        samples.append(_short(_params_key(record[PARAMS]), 100))
+    if not samples:
+        return None
+    more = " ..." if len(records) > SAMPLE_PARAMS else ""
+    return ", ".join(samples) + more
 
 
 def _duplicates(

@@ -27,7 +27,10 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
 
 if TYPE_CHECKING:
     from .report import Finding
@@ -52,6 +55,7 @@ ID_LENGTH = 16
 
 _ids: dict[tuple[str, ...], str] = {}
 _MAX_CACHED_IDS = 4096
+_root: str | None = None
 
 
 def rule_of(finding: Finding) -> str:
@@ -77,11 +81,21 @@ def id_parts(finding: Finding) -> dict[str, str]:
 
 def finding_id(finding: Finding) -> str:
     """The stable id of ``finding``: :data:`ID_LENGTH` hex digits (see the module's text)."""
-    parts = id_parts(finding)
-    key = tuple(parts.values())
+    # Cached on what the parts are computed from: a loop logged on every request costs a
+    # lookup, not a fingerprint, a path resolution and a hash each time.
+    callsite = getattr(finding, "callsite", "")
+    key = (
+        rule_of(finding),
+        _subject(finding),
+        getattr(finding, "sql", ""),
+        callsite[: callsite.rfind(":")] if ":" in callsite else callsite,
+        callsite[callsite.rfind(" in ") :],
+        _project_root(),
+        os.getcwd(),
+    )
     found = _ids.get(key)
     if found is None:
-        text = "\x1f".join(key).encode("utf-8", "backslashreplace")
+        text = "\x1f".join(id_parts(finding).values()).encode("utf-8", "backslashreplace")
         found = hashlib.blake2b(text, digest_size=ID_LENGTH // 2).hexdigest()
         if len(_ids) >= _MAX_CACHED_IDS:
             _ids.clear()
@@ -126,10 +140,22 @@ def portable_path(path: str, root: str | os.PathLike[str] | None = None) -> str:
 
 
 def _project_root() -> str:
-    from django.conf import settings
+    global _root
+    if _root is None:
+        base = getattr(settings, "BASE_DIR", None) if settings.configured else None
+        # "" stands for the working directory, which can change; BASE_DIR is read once
+        # (an absent setting costs an exception per read) until the setting changes.
+        _root = os.fspath(base) if base else ""
+    return _root or os.getcwd()
 
-    base = getattr(settings, "BASE_DIR", None) if settings.configured else None
-    return os.fspath(base) if base else os.getcwd()
+
+def _base_dir_changed(*, setting: str, **kwargs: Any) -> None:
+    global _root
+    if setting == "BASE_DIR":
+        _root = None
+
+
+setting_changed.connect(_base_dir_changed, dispatch_uid="django_nplusone_guard.identity")
 
 
 def _subject(finding: Finding) -> str:

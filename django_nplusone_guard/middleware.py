@@ -114,10 +114,14 @@ def _begin(request: HttpRequest, frame: Any) -> capture | None:
     if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None
     try:
-        return join_request_capture(request, frame)
+        scope = join_request_capture(request, frame)
     except Exception:
         log_internal_error("starting the request's capture")
         return None
+    # The request reports what runs inside it: guarded work there (a ``guarded`` function,
+    # a command, an eager task) leaves its findings to this report (see ``delivery``).
+    scope.scope.reports = True  # type: ignore[union-attr]  # started by join_request_capture
+    return scope
 
 
 def join_request_capture(request: HttpRequest, frame: Any) -> capture:

@@ -29,9 +29,10 @@ from django.templatetags.static import static
 from django.utils.safestring import SafeString, mark_safe
 from sqlparse import tokens
 
+from . import conf
 from .capture import capture, log_internal_error
 from .middleware import analyse_from_async, join_request_capture, leave_request_capture
-from .report import Finding, Report, format_finding
+from .report import Finding, Report, finding_order, format_finding
 
 __all__ = ["NPlusOnePanel", "format_sql"]
 
@@ -129,7 +130,11 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
         # The SQL panel already keeps every statement; the findings are what this panel adds.
         # Leaving ``queries`` out keeps the stored JSON small and ``generate_stats`` cheap:
         # the report's statements are never even built.
-        self.record_stats({_STATS_KEY: report.to_dict(params=False, queries=False)})
+        data = report.to_dict(params=False, queries=False)
+        if not panel_shows_params():
+            for finding in (*data["nplusones"], *data["duplicates"]):
+                finding["params"] = None
+        self.record_stats({_STATS_KEY: data})
 
     # ---------------------------------------------------------------- side bar
 
@@ -195,18 +200,12 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
     @property
     def content(self) -> SafeString:
         report = Report.from_dict(self._stored())
-        nplusones = [
-            _finding_context(f)
-            for f in sorted(report.nplusones, key=lambda f: (-f.count, -f.total_time_ms))
-        ]
+        nplusones = [_finding_context(f) for f in sorted(report.nplusones, key=finding_order)]
         missing_indexes = [
             _finding_context(f)
             for f in sorted(report.missing_indexes, key=lambda f: -(f.rows_estimate or 0))
         ]
-        duplicates = [
-            _finding_context(f)
-            for f in sorted(report.duplicates, key=lambda f: (-f.count, -f.total_time_ms))
-        ]
+        duplicates = [_finding_context(f) for f in sorted(report.duplicates, key=finding_order)]
         context = {
             "report": report,
             "stylesheet": static("django_nplusone_guard/css/panel.css"),
@@ -223,6 +222,13 @@ class NPlusOnePanel(Panel):  # type: ignore[misc]  # debug_toolbar is untyped
             ],
         }
         return render_to_string(self.template, context)
+
+
+def panel_shows_params() -> bool:
+    """Whether the panel shows findings' parameter values: yes, like the SQL panel beside it
+    (a development tool, on the developer's own data), unless ``LOG_PARAMS`` is set to
+    ``False`` explicitly, which keeps them out of everything the guard renders."""
+    return conf.get_config().raw.get("LOG_PARAMS") is not False
 
 
 def _group(html_id: str, heading: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -227,6 +227,8 @@ class _GuardSession:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: list[_TestFindings] = field(default_factory=list)
     guarded_tests: int = 0
+    #: Tests already counted in ``guarded_tests`` (a test can be guarded several ways).
+    _counted: set[str] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> _GuardSession:
@@ -286,6 +288,7 @@ class _GuardSession:
         scope_capture = options.capture()
         if fixture is not None:
             fixture._capture = scope_capture
+            self._count_guarded(item.nodeid)
         # The test reports its findings: requests and commands it runs deliver nothing.
         token = start_reporting(item.nodeid)
         scope_capture.start()
@@ -314,22 +317,12 @@ class _GuardSession:
         __tracebackhide__ = True
         from .exceptions import NPlusOneDetected
 
-        self.guarded_tests += 1
+        self._count_guarded(item.nodeid)
         findings = options.failures(report, test_code=self.test_code)
         if not findings:
             return
-        new: list[Finding] = []
-        rows = []
-        for finding in findings:
-            parts = baseline_key(finding)
-            key = parts["id"]
-            known = key in self.baseline
-            if not known:
-                new.append(finding)
-            rows.append(
-                {**finding.to_dict(), "key": key, "key_parts": parts, "in_baseline": known}
-            )
-        self.results.append(_TestFindings(item.nodeid, rows))
+        rows, new = self._rows(findings)
+        self._record(item.nodeid, rows)
         if test_failed:
             return  # the test's own failure says more; findings are still recorded
         if strict:
@@ -348,6 +341,54 @@ class _GuardSession:
 
             # Shown at the loop's line in pytest's warnings summary, like the middleware.
             warn_at_callsite(message, getattr(new[0], "callsite", ""))
+
+    def _rows(self, findings: list[Finding]) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """Each finding as a row of the report and the baseline, and those not in the
+        baseline."""
+        new: list[Finding] = []
+        rows = []
+        for finding in findings:
+            parts = baseline_key(finding)
+            key = parts["id"]
+            known = key in self.baseline
+            if not known:
+                new.append(finding)
+            rows.append(
+                {**finding.to_dict(), "key": key, "key_parts": parts, "in_baseline": known}
+            )
+        return rows, new
+
+    def _record(self, nodeid: str, rows: list[dict[str, Any]]) -> None:
+        """Add a test's rows; a finding seen twice in one test (by the suite-wide scope and
+        by an ``assert_no_nplusone`` block inside it) counts once."""
+        for result in self.results:
+            if result.nodeid == nodeid:
+                seen = {_row_identity(row) for row in result.findings}
+                result.findings.extend(row for row in rows if _row_identity(row) not in seen)
+                return
+        self.results.append(_TestFindings(nodeid, rows))
+
+    def _count_guarded(self, nodeid: str) -> None:
+        if nodeid not in self._counted:
+            self._counted.add(nodeid)
+            self.guarded_tests += 1
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Findings that failed a test on their own, not through the suite-wide guard or
+        a marker: the fixture's ``assert_clean()``, ``assert_no_nplusone``, the unittest
+        mixin, the middleware's ``raise``. The summary counts them too."""
+        report = yield
+        if call.when == "call" and call.excinfo is not None:
+            from .exceptions import NPlusOneDetected  # no Django import: cheap, and safe
+
+            raised = call.excinfo.value
+            if isinstance(raised, NPlusOneDetected) and raised.findings:
+                self._count_guarded(item.nodeid)
+                self._record(item.nodeid, self._rows(raised.findings)[0])
+        return report
 
     # ---- xdist
 
@@ -382,12 +423,14 @@ class _GuardSession:
             terminalreporter.write_line(line)
 
     def summary_lines(self) -> list[str]:
+        from .report import count_of
+
         rows = [row for result in self.results for row in result.findings]
         known = sum(1 for row in rows if row["in_baseline"])
         tests = len({r.nodeid for r in self.results})
         line = (
-            f"nplusone-guard: {len(rows)} finding(s) in {tests} of "
-            f"{self.guarded_tests} guarded test(s)"
+            f"nplusone-guard: {count_of(len(rows), 'finding', 'findings')} in {tests} of "
+            f"{count_of(self.guarded_tests, 'guarded test', 'guarded tests')}"
         )
         if self.baseline_path is not None and not self.baseline_update:
             line += f" ({len(rows) - known} new, {known} in baseline)"
@@ -444,6 +487,10 @@ class _GuardSession:
             "comment": "Known N+1 findings; regenerate with pytest --nplusone-baseline-update.",
             "findings": [entries[k] for k in sorted(entries)],
         }
+
+
+def _row_identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["key"], row.get("callsite"), row.get("fingerprint"))
 
 
 def _exempt(item: pytest.Item) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "MissingIndex",
     "NPlusOne",
     "Report",
+    "count_of",
     "format_finding",
 ]
 
@@ -29,6 +30,22 @@ _T = TypeVar("_T")
 
 #: How many characters of SQL a text rendering shows before eliding the rest.
 SQL_PREVIEW_CHARS = 300
+
+
+def count_of(count: int, singular: str, plural: str) -> str:
+    """``1 query``, ``2 queries``: every count a person reads is rendered with this."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def finding_order(finding: Finding) -> tuple[int, str, str]:
+    """Sort key of findings of one kind: the biggest first, then by call site, so that the
+    same code gives the same text in the same order (outputs diff cleanly); never by
+    timing, which changes from run to run."""
+    return (
+        -int(getattr(finding, "count", 0)),
+        str(getattr(finding, "callsite", "")),
+        str(getattr(finding, "fingerprint", "")),
+    )
 
 
 @dataclass(slots=True)
@@ -127,6 +144,10 @@ class NPlusOne(Finding):
     #: on the queryset``): kept out of ``suggestion`` so that what is pasted is code only (a
     #: ``#`` comment pasted into a chained queryset would comment out the rest of the line).
     alternative: str | None = None
+    #: The first statements' parameters (``(1,), (2,), (3,) ...``): what the loop went
+    #: through, shown by the panel. Values can be personal data: text renderings leave it
+    #: out, and the audit's JSON keeps it only with ``LOG_PARAMS``.
+    params: str | None = None
 
     @property
     def relation(self) -> str:
@@ -140,7 +161,8 @@ class NPlusOne(Finding):
         if self.kind == "unused_eager":
             return f"Unused eager load {self.relation}: loaded {self.count}x, never accessed"
         what = "N+1 query" if self.kind == "read" else "N+1 write"
-        return f"{what} on {self.relation}: {self.count} queries ({self.total_time_ms:.1f} ms)"
+        queries = count_of(self.count, "query", "queries")
+        return f"{what} on {self.relation}: {queries} ({self.total_time_ms:.1f} ms)"
 
 
 #: Duplicate kinds: the same statement and parameters again; one place repeating a statement
@@ -183,11 +205,13 @@ class Duplicate(Finding):
         where = self.model or "unknown table"
         if self.field and self.model:
             where = f"{self.model}.{self.field}"
+        queries = count_of(self.count, "query", "queries")
         if self.kind == "library":
-            return f"Library loop on {where}: {self.count} queries run by {self.library}"
+            return f"Library loop on {where}: {queries} run by {self.library}"
         if self.kind == "repeat":
-            return f"Repeated query on {where}: {self.count} queries from one place"
-        return f"Duplicate query on {where}: {self.count} identical queries"
+            return f"Repeated query on {where}: {queries} from one place"
+        identical = count_of(self.count, "identical query", "identical queries")
+        return f"Duplicate query on {where}: {identical}"
 
 
 @dataclass(slots=True)
@@ -339,7 +363,13 @@ class Report:
 
     @property
     def findings(self) -> list[Finding]:
-        return [*self.nplusones, *self.missing_indexes, *self.duplicates]
+        """Every finding: N+1s, then missing indexes, then duplicates, each kind in
+        :func:`finding_order`."""
+        return [
+            *sorted(self.nplusones, key=finding_order),
+            *sorted(self.missing_indexes, key=finding_order),
+            *sorted(self.duplicates, key=finding_order),
+        ]
 
     def defer_queries(self, pending: list[PendingQuery], runs: list[QueryRun]) -> None:
         """Set ``queries`` to these statements, built into ``CapturedQuery`` objects only
@@ -398,6 +428,15 @@ class Report:
 
     def __str__(self) -> str:
         return format_report(self)
+
+    def __repr__(self) -> str:
+        # Short: a report can hold thousands of statements, and a debugger or a failing
+        # assertion prints the repr of every local.
+        return (
+            f"<Report: {count_of(self.query_count, 'query', 'queries')}, "
+            f"{len(self.nplusones)} N+1, {len(self.missing_indexes)} missing index, "
+            f"{len(self.duplicates)} duplicate>"
+        )
 
 
 def _load(cls: type[_T], data: Mapping[str, Any]) -> _T:
@@ -516,7 +555,7 @@ def format_finding(finding: Finding, *, verbose: bool = True, params: bool = Tru
 def format_report(report: Report, *, verbose: bool = True, params: bool = True) -> str:
     """The report's head line and every finding; ``params`` as in :func:`format_finding`."""
     head = (
-        f"{report.query_count} queries, {report.total_time_ms:.1f} ms: "
+        f"{count_of(report.query_count, 'query', 'queries')}, {report.total_time_ms:.1f} ms: "
         f"{len(report.nplusones)} N+1, {len(report.missing_indexes)} missing index, "
         f"{len(report.duplicates)} duplicate"
     )

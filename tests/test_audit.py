@@ -59,7 +59,7 @@ def test_text_output_shows_each_url_findings_with_the_shared_formatter(books):
     assert "\n  N+1 query on testapp.Book.author: 5 queries (" in output  # timing differs per run
     for line in details:
         assert f"\n  {line}\n" in output
-    assert "GET /books/fixed/ (200): 1 queries, no findings." in output
+    assert "GET /books/fixed/ (200): 1 query, no findings." in output
 
 
 def test_summary_table_has_a_row_per_page_and_totals(books):
@@ -69,7 +69,7 @@ def test_summary_table_has_a_row_per_page_and_totals(books):
     assert rows["/books/"] == ["200", "6", "1", "0", "0"]
     assert rows["/books/fixed/"] == ["200", "1", "0", "0", "0"]
     assert rows["/clean/"] == ["200", "1", "0", "0", "0"]
-    assert "3 page(s) audited, 0 route(s) skipped: 1 N+1, 0 missing index" in output
+    assert "3 pages audited, 0 routes skipped: 1 N+1, 0 missing index" in output
 
 
 def test_query_strings_and_absolute_urls_are_requested_as_given(books):
@@ -122,13 +122,15 @@ def test_all_requests_every_get_route_and_lists_skipped_ones(books):
     assert urls == expected
     assert {"/books/", "/books/fixed/", "/clean/", "/audit/nested/inner/"} <= set(urls)
     skipped = {s["pattern"]: s["reason"] for s in document["skipped"]}
-    assert skipped["audit/books/<int:pk>/"] == "needs URL argument(s): pk"
+    assert skipped["audit/books/<int:pk>/"] == (
+        "needs URL argument(s): pk; book_detail is a function view: give its URL to nplusone_audit"
+    )
     assert skipped["audit/post-only/"] == "view does not handle GET"
     assert "audit/post-only/" not in urls
 
     output = audit("--all")
     skipped_count = sum(1 for r in discover_routes() if r.path is None)
-    assert f"Skipped {skipped_count} route(s)" in output
+    assert f"Skipped {skipped_count} routes" in output
     assert "audit/books/<int:pk>/" in output
     assert "needs URL argument(s): pk" in output
 
@@ -159,7 +161,8 @@ def test_json_document_matches_its_documented_shape(books):
     assert document["fail_on"] == ["duplicate"]
     assert document["failed"] == []
     for entry in document["pages"]:
-        assert set(entry) == {"url", "status", "error", "report"}
+        assert set(entry) == {"url", "status", "error", "note", "report"}
+        assert entry["note"] is None
         assert isinstance(entry["url"], str)
         assert entry["status"] is None or isinstance(entry["status"], int)
         assert entry["error"] is None or isinstance(entry["error"], str)
@@ -341,3 +344,16 @@ def test_progress_bar_only_on_a_terminal(books):
     assert "2/2 /clean/" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\033[K")
     assert pipe.getvalue() == ""
+
+
+def test_progress_bar_is_not_styled_as_an_error(books):
+    """A command's stderr styles what it writes as an error on a terminal; not progress."""
+    from django_nplusone_guard.management.commands.nplusone_audit import Command
+
+    terminal = _Terminal()
+    command = Command(stderr=terminal, force_color=True)
+    assert command.stderr.style_func("x") != "x"  # the wrapper would colour it red
+    call_command(command, "/clean/", stdout=io.StringIO())
+    written = terminal.getvalue()
+    assert "1/1 /clean/" in written
+    assert "\033[" not in written.replace("\r\033[K", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -501,3 +502,92 @@ def test_to_dict_without_queries_never_builds_them_and_findings_copy_like_asdict
     assert Report.from_dict({"missing_indexes": [index.to_dict()]}).missing_indexes == [index]
     assert Report.from_dict(report.to_dict()).nplusones == report.nplusones
     assert len(report.queries) == 1 + len(books)
+
+
+# --------------------------------------------------------------------------- shells
+
+SHELL_LOOP = """
+with capture() as report:
+    for book in Book.objects.order_by("id"):
+        book.author.name
+"""
+
+
+@pytest.mark.parametrize(
+    ("filename", "module"),
+    [
+        ("<console>", "__console__"),  # code.interact, Django's shell
+        ("<stdin>", "__main__"),  # python < script, python at a terminal
+        ("<python-input-3>", "__main__"),  # Python 3.13's REPL
+        ("<ipython-input-7-0b4f2c>", "__main__"),  # IPython
+        ("<string>", "django.core.management.commands.shell"),  # manage.py shell -c / < file
+    ],
+)
+@pytest.mark.django_db
+def test_code_typed_into_a_shell_is_the_call_site(filename, module):
+    for _ in range(3):
+        BookFactory()
+    namespace: dict[str, Any] = {"__name__": module, "capture": capture, "Book": Book}
+    exec(compile(SHELL_LOOP, filename, "exec"), namespace)
+    [finding] = namespace["report"].nplusones
+    assert finding.callsite == f"{filename}:4 in <module>"
+
+
+@pytest.mark.django_db
+def test_code_a_library_generates_is_not_the_users():
+    """``<string>`` is also what libraries compile generated code as (dataclasses,
+    namedtuple): in a library's module it stays the library's."""
+    for _ in range(3):
+        BookFactory()
+    namespace: dict[str, Any] = {
+        "__name__": "django.db.models.generated",
+        "capture": capture,
+        "Book": Book,
+    }
+    exec(compile(SHELL_LOOP, "<string>", "exec"), namespace)
+    [finding] = namespace["report"].nplusones
+    assert not finding.callsite.startswith("<string>")
+
+
+SHELL_SCRIPT = """
+from django.core.management import call_command
+call_command("migrate", run_syncdb=True, verbosity=0)
+from tests.factories import BookFactory
+from tests.testapp.models import Book
+from django_nplusone_guard import capture
+for _ in range(3):
+    BookFactory()
+with capture() as report:
+    for book in Book.objects.order_by("id"):
+        book.author.name
+print("CALLSITES", [f.callsite for f in report.nplusones])
+"""
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_manage_py_shell_names_the_shell_line(how):
+    """``manage.py shell -c`` and ``manage.py shell < script`` run the code in the shell
+    command's module, a library's: it was reported at ``unknown``."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(root),
+        "NPLUSONE_GUARD_TEST_DB": "sqlite",
+    }
+    command = [sys.executable, "-m", "django", "shell"]
+    result = subprocess.run(
+        [*command, "-c", SHELL_SCRIPT] if how == "-c" else command,
+        input=None if how == "-c" else SHELL_SCRIPT,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CALLSITES ['<string>:11 in <module>']" in result.stdout, result.stdout

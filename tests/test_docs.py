@@ -42,3 +42,13 @@ def test_audit_reference_lists_every_option_and_fail_on_kind():
         assert f"`{option}" in text, option
     for kind in nplusone_audit.FAIL_ON_KINDS:
         assert f"`{kind}`" in text, kind
+
+
+def test_the_pytest_extra_installs_what_the_plugin_needs():
+    import tomllib
+
+    pyproject = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = pyproject["project"]["optional-dependencies"]["pytest"]
+    names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0] for requirement in extra}
+    assert names == {"pytest", "pytest-django"}
+    assert 'pip install "django-nplusone-guard[pytest]"' in (DOCS / "testing.md").read_text()

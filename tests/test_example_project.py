@@ -117,6 +117,31 @@ def test_demo_audits_every_page_and_checks_each_twin(demo):
     assert "make serve" in out
 
 
+def test_demo_runs_a_command_and_a_job_beside_their_twins_after_the_pages(demo):
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    pages, beyond = out.split("4. Beyond the request: a command and a background job")
+    assert "GET /books/ (200)" in pages
+    commands, summary = beyond.split("5. Does every problem show up?")
+    # Each one's findings as the guard logs them, under the command's or the job's label.
+    assert "$ manage.py overdue_report\noverdue_report: N+1 query on library.Loan.book" in (
+        commands
+    )
+    assert "at library/management/commands/overdue_report.py:" in commands
+    assert 'Fix: .select_related("book")' in commands
+    assert "$ manage.py overdue_report_fixed\n  no findings." in commands
+    assert "$ tasks.author_digest()\nauthor_digest: N+1 query on library.Author.book_set" in (
+        commands
+    )
+    assert 'Fix: .annotate(book_count=Count("book"))' in commands
+    assert "$ tasks.author_digest_fixed()\n  no findings." in commands
+    assert len(commands.splitlines()) < 40  # a screen for the four of them
+    assert "ok   manage.py overdue_report " in summary
+    assert "ok   tasks.author_digest() " in summary
+    assert "The command and the job with an N+1 were reported; their twins were not." in summary
+    assert "N+1 query" not in demo.stderr  # delivered once, in the demo's output
+
+
 def test_demo_ends_with_one_page_as_a_json_log_line_and_a_span_event(demo):
     assert demo.returncode == 0, demo.stdout + demo.stderr
     shown = demo.stdout.split("Production mode: one page, exported", 1)[1]
@@ -159,9 +184,11 @@ def test_missing_index_pages_name_the_columns_and_the_index(audit):
         assert f"models.Index(fields={json.dumps(fields)}" in finding["suggestion"]
 
 
-def test_routes_with_arguments_are_skipped(audit):
+def test_routes_with_arguments_it_cannot_fill_are_skipped_with_the_reason(audit):
     skipped = {route["pattern"]: route["reason"] for route in audit["skipped"]}
-    assert skipped["books/<int:pk>/"] == "needs URL argument(s): pk"
+    assert skipped["books/<int:pk>/"] == (
+        "needs URL argument(s): pk; book_detail is a function view: give its URL to nplusone_audit"
+    )
 
 
 def test_seed_size_must_be_positive(example_env):

@@ -154,7 +154,7 @@ def test_a_failing_exporter_is_logged_once_and_the_others_still_run(books, guard
 def test_an_exporter_that_cannot_run_is_e010(settings, name, words):
     settings.NPLUSONE_GUARD = {"EXPORTERS": ["log", name]}
     [message] = check_settings()
-    assert message.id == "django_nplusone_guard.E010"
+    assert message.id == "django_nplusone_guard.E011"
     assert words in message.msg
     assert "dotted path" in str(message.hint)
 
@@ -175,5 +175,5 @@ def test_a_built_in_exporter_without_its_library_is_e010(settings, monkeypatch):
     )
     settings.NPLUSONE_GUARD = {"EXPORTERS": ["sentry"]}
     [message] = check_settings()
-    assert message.id == "django_nplusone_guard.E010"
+    assert message.id == "django_nplusone_guard.E011"
     assert "django-nplusone-guard[sentry]" in message.msg

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import pytest
+from django.core.signals import got_request_exception
 
-from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning, guarded
+from django_nplusone_guard import NPlusOneDetected, NPlusOneWarning, capture, guarded
 from tests.conftest import guard_records
 from tests.testapp.models import Author, Book
 
@@ -159,3 +161,53 @@ def test_bad_arguments_say_how_to_fix_them():
         guarded(label="x", action="loud")
     with pytest.raises(TypeError, match="takes a string"):
         guarded(label=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("/guarded/job/", {}),
+        ("/guarded/command/", {"COMMANDS": ["book_report"]}),
+        ("/guarded/stream/", {}),
+    ],
+    ids=["guarded-function", "command", "streamed-body"],
+)
+def test_guarded_work_inside_a_request_is_reported_once_by_the_request(
+    books, guard, client, caplog, url, options
+):
+    guard(ACTION="log", **options)
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
+        response = client.get(url)
+        if response.streaming:
+            b"".join(response.streaming_content)
+        response.close()
+    [record] = guard_records(caplog)
+    assert record.getMessage().startswith(f"GET {url}: N+1 query on testapp.Book.author: 5")
+
+
+def test_guarded_work_inside_a_request_in_raise_mode_raises_once_from_the_request(
+    books, guard, client
+):
+    guard(ACTION="raise")
+    raised: list[BaseException | None] = []
+
+    def note(sender: object, request: object, **kwargs: object) -> None:
+        raised.append(sys.exc_info()[1])
+
+    got_request_exception.connect(note)
+    try:
+        with pytest.raises(NPlusOneDetected, match="in GET /guarded/job/"):
+            client.get("/guarded/job/")
+    finally:
+        got_request_exception.disconnect(note)
+    # The view itself ran to its end: the only error Django handled is the request's.
+    assert [str(exc).split(":")[0] for exc in raised] == ["1 N+1 finding(s) in GET /guarded/job/"]
+
+
+def test_guarded_work_inside_a_plain_capture_still_delivers(books, guard, caplog):
+    guard(ACTION="log")
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"), capture() as report:
+        send_reminders()
+    [record] = guard_records(caplog)
+    assert record.getMessage().startswith("send_reminders: N+1 query")
+    assert len(report.nplusones) == 1  # and the capture's own report has it too

@@ -138,10 +138,10 @@ def _ids(messages: list[checks.CheckMessage]) -> list[str]:
         (False, {"ACTION": "raise", "ENABLED": True, "ALLOW_RAISE_IN_PRODUCTION": True}, False),
     ],
 )
-def test_e009_only_when_raise_can_reach_production(settings, debug, options, warns):
+def test_e010_only_when_raise_can_reach_production(settings, debug, options, warns):
     settings.DEBUG = debug
     settings.NPLUSONE_GUARD = options
-    assert ("django_nplusone_guard.E009" in _ids(check_settings())) is warns
+    assert ("django_nplusone_guard.E010" in _ids(check_settings())) is warns
 
 
 def test_w002_when_the_middleware_runs_without_the_app(settings):

@@ -160,7 +160,7 @@ def test_suite_wide_fail_mode(project):
     result.stdout.fnmatch_lines(["*N+1 query on testapp.*: 3 queries*", "*testapp_book*"])
     result.stdout.fnmatch_lines(["*in test_suite.py::BookTests::test_unittest_style:"])
     result.stdout.fnmatch_lines(["*AssertionError: the test's own failure"])
-    result.stdout.fnmatch_lines(["nplusone-guard: 4 finding(s) in 4 of 6 guarded test(s)"])
+    result.stdout.fnmatch_lines(["nplusone-guard: 4 findings in 4 of 6 guarded tests"])
     failed = {line.split()[1] for line in result.outlines if line.startswith("FAILED ")}
     assert failed == {
         "test_suite.py::test_nplusone",
@@ -188,7 +188,7 @@ def test_off_is_the_default_and_warn_does_not_fail(project):
         [
             "*shop.py:*: NPlusOneWarning: 1 N+1 finding(s) in test_suite.py::test_nplusone:",
             "*N+1 query on testapp.*: 4 queries*",
-            "nplusone-guard: 1 finding(s) in 1 of 1 guarded test(s)",
+            "nplusone-guard: 1 finding in 1 of 1 guarded test",
         ]
     )
 
@@ -319,7 +319,7 @@ def test_baseline_round_trip_and_new_finding(project):
     known = run(project, "--nplusone-baseline=nplusone-baseline.json")
     known.assert_outcomes(passed=1)
     known.stdout.fnmatch_lines(
-        ["nplusone-guard: 1 finding(s) in 1 of 1 guarded test(s) (0 new, 1 in baseline)"]
+        ["nplusone-guard: 1 finding in 1 of 1 guarded test (0 new, 1 in baseline)"]
     )
 
     # Unrelated edits move the known loop down; a new N+1 appears in new code.
@@ -345,7 +345,7 @@ def test_baseline_round_trip_and_new_finding(project):
         ]
     )
     caught.stdout.fnmatch_lines(
-        ["nplusone-guard: 2 finding(s) in 2 of 2 guarded test(s) (1 new, 1 in baseline)"]
+        ["nplusone-guard: 2 findings in 2 of 2 guarded tests (1 new, 1 in baseline)"]
     )
 
 
@@ -377,7 +377,7 @@ def test_json_report_under_xdist(project, monkeypatch):
     monkeypatch.setenv("NPLUSONE_GUARD_TEST_DB", BACKEND)
     result = run(project, "-p", "xdist", "-n", "2", "--nplusone-report=out/report.json")
     result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines(["nplusone-guard: 4 finding(s) in 4 of 5 guarded test(s)"])
+    result.stdout.fnmatch_lines(["nplusone-guard: 4 findings in 4 of 5 guarded tests"])
     data = json.loads((project.path / "out" / "report.json").read_text())
     assert data["version"] == 1
     assert data["summary"] == {
@@ -445,3 +445,61 @@ def test_the_pytest_plugin_and_the_middleware_report_once(project):
     report = output.split("short test summary info")[0]
     assert report.count("N+1 query on testapp.Book.author") == 1, output
     assert "Captured log call" not in output
+
+
+FAILING_HELPERS = """
+import pytest
+from django.test import TestCase
+
+import shop
+from django_nplusone_guard import NPlusOneDetected, assert_no_nplusone
+from django_nplusone_guard.testing import NPlusOneGuardMixin
+from tests.factories import AuthorFactory, BookFactory
+
+
+def test_fixture(books, nplusone_guard):
+    shop.author_names()
+    shop.book_counts()
+    nplusone_guard.assert_clean()
+
+
+def test_context_manager(books):
+    with assert_no_nplusone():
+        shop.author_names()
+
+
+@assert_no_nplusone()
+def test_decorator(books):
+    shop.book_counts()
+
+
+def test_caught_is_not_a_failure(books):
+    with pytest.raises(NPlusOneDetected):
+        with assert_no_nplusone():
+            shop.author_names()
+
+
+class MixinTests(NPlusOneGuardMixin, TestCase):
+    def test_mixin(self):
+        for _ in range(3):
+            BookFactory(author=AuthorFactory())
+        shop.author_names()
+"""
+
+
+def test_summary_counts_findings_of_fixtures_and_helpers(project):
+    """Four tests failed by the fixture, the context manager, the decorator and the mixin,
+    with five findings between them: the summary says so (it counted none of them)."""
+    project.makepyfile(test_helpers=FAILING_HELPERS)
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=4)
+    result.stdout.fnmatch_lines(["nplusone-guard: 5 findings in 4 of 4 guarded tests"])
+
+
+def test_findings_seen_by_the_suite_guard_and_a_helper_count_once(project):
+    """The suite-wide scope sees what the helpers inside each test saw: each finding counts
+    once. The caught one fails the test here, since the suite-wide guard sees it too."""
+    project.makepyfile(test_helpers=FAILING_HELPERS)
+    result = run(project, "--nplusone=fail")
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines(["nplusone-guard: 6 findings in 5 of 5 guarded tests"])

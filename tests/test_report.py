@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from django_nplusone_guard.report import Duplicate, NPlusOne, Report, format_finding
+from django_nplusone_guard.report import Duplicate, NPlusOne, Report, format_finding, format_report
 
 
 def _finding(**overrides: object) -> NPlusOne:
@@ -93,3 +93,52 @@ def test_new_fields_survive_the_json_round_trip():
     assert again.nplusones == report.nplusones
     assert again.duplicates == report.duplicates
     assert str(again) == str(report)
+
+
+def test_repr_is_short_and_counts():
+    from django_nplusone_guard.report import CapturedQuery
+
+    queries = [
+        CapturedQuery("default", f"SELECT {i}", (i,), False, 0.1, "views.py:1 in f")
+        for i in range(1_000)
+    ]
+    nplusone = NPlusOne(
+        kind="read", model="library.Book", field="author", count=1_000, fingerprint="f",
+        sql="SELECT 1", callsite="views.py:1 in f",
+    )  # fmt: skip
+    report = Report(queries=queries, nplusones=[nplusone], query_count=1_000)
+    assert repr(report) == ("<Report: 1000 queries, 1 N+1, 0 missing index, 0 duplicate>")
+    assert repr(Report(query_count=1)) == "<Report: 1 query, 0 N+1, 0 missing index, 0 duplicate>"
+
+
+def test_counts_read_one_query_and_many_queries():
+    one = format_report(Report(query_count=1))
+    assert one.startswith("1 query, 0.0 ms:")
+    assert format_report(Report(query_count=2)).startswith("2 queries, 0.0 ms:")
+    duplicate = Duplicate(
+        model="library.Book", count=1, fingerprint="f", sql="SELECT 1", callsites=["a.py:1"]
+    )
+    assert duplicate.title == "Duplicate query on library.Book: 1 identical query"
+    duplicate.count = 3
+    assert duplicate.title == "Duplicate query on library.Book: 3 identical queries"
+
+
+def test_findings_are_in_count_then_call_site_order_whatever_their_timing():
+    def nplusone(count: int, callsite: str, ms: float) -> NPlusOne:
+        return NPlusOne(
+            kind="read", model="library.Book", field=callsite, count=count, fingerprint=callsite,
+            sql="SELECT 1", callsite=callsite, total_time_ms=ms,
+        )  # fmt: skip
+
+    findings = [
+        nplusone(3, "b.py:1 in f", 9.0),
+        nplusone(5, "z.py:1 in f", 0.1),
+        nplusone(3, "a.py:1 in f", 0.2),
+    ]
+    report = Report(nplusones=findings)
+    order = [getattr(f, "callsite", None) for f in report.findings]
+    assert order == ["z.py:1 in f", "a.py:1 in f", "b.py:1 in f"]
+    text = format_report(report)
+    assert text.index("at z.py") < text.index("at a.py") < text.index("at b.py")
+    # The same findings found in another order (another run's timings) render the same.
+    assert format_report(Report(nplusones=list(reversed(findings)))) == text

@@ -170,7 +170,7 @@ _failed: set[str] = set()
 
 def resolve(names: Iterable[str]) -> list[tuple[str, Exporter]]:
     """``(name, callable)`` for each exporter that imports; one that does not is logged
-    once and left out (the system check ``E010`` reports it at start-up)."""
+    once and left out (the system check ``E011`` reports it at start-up)."""
     key = tuple(names)
     found = _resolved.get(key)
     if found is None:

@@ -35,7 +35,9 @@ def show(stdout: TextIO) -> None:
         "REPORT_INTERVAL": 300,
         "EXPORTERS": ["log", "opentelemetry"],
     }
-    logger.addHandler(handler)
+    # Shown once, as JSON in the demo's output: the console handler stays out of it.
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [handler], False
     try:
         with (
             override_settings(NPLUSONE_GUARD=production),
@@ -43,7 +45,7 @@ def show(stdout: TextIO) -> None:
         ):
             Client().get(PAGE)
     finally:
-        logger.removeHandler(handler)
+        logger.handlers, logger.propagate = handlers, propagate
     first_line = lines.getvalue().splitlines()[0]
     stdout.write("  A JSON log line (python-json-logger):\n\n")
     stdout.write(_indent(json.dumps(json.loads(first_line), indent=2)))

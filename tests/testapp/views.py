@@ -7,6 +7,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from django.core.management import call_command
 from django.db import connections
 from django.http import (
     FileResponse,
@@ -18,6 +19,7 @@ from django.http import (
 from django.views import View
 from rest_framework import generics, serializers
 
+from django_nplusone_guard import guarded
 from tests.testapp.models import Author, Book, Counter
 
 
@@ -235,3 +237,36 @@ class OrmAuthorListFixed(OrmAuthorList):
 
 orm_author_api = OrmAuthorList.as_view()
 orm_author_api_fixed = OrmAuthorListFixed.as_view()
+
+
+@guarded(label="author_names_job")
+def _guarded_author_names() -> list[str]:
+    return [book.author.name for book in Book.objects.order_by("id")]  # guarded-in-request
+
+
+def guarded_job(request: HttpRequest) -> HttpResponse:
+    """A view calling guarded work: the request reports its findings, once."""
+    return JsonResponse({"authors": _guarded_author_names()})
+
+
+def guarded_command(request: HttpRequest) -> HttpResponse:
+    """A view running a guarded command (``COMMANDS``) with ``call_command()``."""
+    out = io.StringIO()
+    call_command("book_report", stdout=out)
+    return HttpResponse(out.getvalue(), content_type="text/plain")
+
+
+def streamed_guarded_job(request: HttpRequest) -> StreamingHttpResponse:
+    """A streamed body calling guarded work while the response is read."""
+
+    def rows() -> Iterator[str]:
+        yield from (f"{name}\n" for name in _guarded_author_names())
+
+    return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+def celery_task(request: HttpRequest) -> HttpResponse:
+    """A view running a Celery task eagerly (``apply()``)."""
+    from tests.testapp import celery_tasks  # Celery only for the tests that ask for it
+
+    return JsonResponse({"authors": celery_tasks.author_names.apply().get()})

@@ -16,7 +16,7 @@ import re
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,9 +31,9 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
-from django_nplusone_guard import conf
+from django_nplusone_guard import audit_urls, conf
 from django_nplusone_guard.capture import capture, render_frame
-from django_nplusone_guard.report import Report, format_report
+from django_nplusone_guard.report import Report, count_of, format_report
 
 #: What ``--fail-on`` accepts: the report's finding categories, plus pages that crashed.
 FAIL_ON_KINDS = ("nplusone", "missing_index", "duplicate", "error")
@@ -41,6 +41,7 @@ FAIL_ON_KINDS = ("nplusone", "missing_index", "duplicate", "error")
 JSON_VERSION = 1
 #: Namespaces of tools whose pages are not the site's own.
 _SKIPPED_NAMESPACES = {"djdt": "django-debug-toolbar's own pages"}
+_ADMIN_SKIPPED = "the admin site (--include-admin audits it)"
 USAGE_ERROR = 2
 # The module, not the ``capture`` class the package re-exports under the same name.
 _recorder = importlib.import_module("django_nplusone_guard.capture")
@@ -55,6 +56,12 @@ class Route:
     name: str | None
     path: str | None
     skip_reason: str | None = None
+    #: For a route that needs arguments: their names, the path with ``%(name)s`` where
+    #: each goes, their converters and the view, so ``--all`` can fill them from rows.
+    arguments: tuple[str, ...] = ()
+    template: str | None = None
+    converters: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    callback: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -63,6 +70,8 @@ class PageResult:
     report: Report
     status: int | None = None
     error: str | None = None
+    #: What the reader should know about the response (a redirect to the login page).
+    note: str | None = None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -104,40 +113,70 @@ def _has_get(callback: Callable[..., Any]) -> bool:
     return "get" in methods and hasattr(view_class, "get")
 
 
-def discover_routes(urlconf: str | None = None) -> list[Route]:
-    """Every URL pattern of ``urlconf``, in resolver order, with the path to request."""
+def discover_routes(urlconf: str | None = None, *, include_admin: bool = False) -> list[Route]:
+    """Every URL pattern of ``urlconf``, in resolver order, with the path to request.
+    The admin site's routes are one skipped entry unless ``include_admin``."""
     routes: list[Route] = []
 
     def walk(
-        patterns: Sequence[Any], prefix: str, shown: str, namespace: str | None, needs: list[str]
+        patterns: Sequence[Any],
+        prefix: str,
+        shown: str,
+        namespace: str | None,
+        needs: list[str],
+        template: str | None,
+        converters: dict[str, Any],
     ) -> None:
         for entry in patterns:
             piece = _piece(entry.pattern)
             pattern_text = shown + str(entry.pattern)
+            piece_template = audit_urls.path_template(entry.pattern)
+            inner_template = None if template is None or piece_template is None else (
+                template + piece_template
+            )  # fmt: skip
+            inner_converters = {**converters, **getattr(entry.pattern, "converters", {})}
             if isinstance(entry, URLResolver):
                 ns = entry.namespace
                 full_ns = f"{namespace}:{ns}" if namespace and ns else (ns or namespace)
                 if ns in _SKIPPED_NAMESPACES:
                     routes.append(Route(pattern_text, ns, None, _SKIPPED_NAMESPACES[ns]))
+                elif entry.app_name == "admin" and not include_admin:
+                    routes.append(Route(pattern_text, ns, None, _ADMIN_SKIPPED))
                 elif piece is None:
                     routes.append(Route(pattern_text, ns, None, "unsupported pattern type"))
                 else:
                     walk(entry.url_patterns, prefix + piece[0], pattern_text, full_ns,
-                         needs + piece[1])  # fmt: skip
+                         needs + piece[1], inner_template, inner_converters)  # fmt: skip
             elif isinstance(entry, URLPattern):
                 name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
                 if piece is None:
                     routes.append(Route(pattern_text, name, None, "unsupported pattern type"))
-                elif needs + piece[1]:
-                    reason = f"needs URL argument(s): {', '.join(needs + piece[1])}"
-                    routes.append(Route(pattern_text, name, None, reason))
                 elif not _has_get(entry.callback):
                     routes.append(Route(pattern_text, name, None, "view does not handle GET"))
+                elif needs + piece[1]:
+                    arguments = needs + piece[1]
+                    reason = f"needs URL argument(s): {', '.join(arguments)}"
+                    route = Route(pattern_text, name, None, reason, tuple(arguments),
+                                  inner_template, inner_converters, entry.callback)  # fmt: skip
+                    routes.append(route)
                 else:
                     routes.append(Route(pattern_text, name, "/" + prefix + piece[0]))
 
-    walk(get_resolver(urlconf).url_patterns, "", "", None, [])
+    walk(get_resolver(urlconf).url_patterns, "", "", None, [], "", {})
     return routes
+
+
+def _fill(route: Route, samples: int) -> list[Route]:
+    """``route`` with its arguments filled from the database (one route per sample row),
+    or itself skipped with the reason it could not be."""
+    if route.template is None or route.callback is None or not route.arguments:
+        return [route]
+    filled = audit_urls.fill_arguments(
+        route.callback, route.template, route.arguments, route.converters, samples=samples
+    )
+    if filled.reason is not None:
+        return [_skip(route, f"{route.skip_reason}; {filled.reason}")]
+    return [Route(route.pattern, route.name, path) for path in filled.paths]
 
 
 # --------------------------------------------------------------------------- requests
@@ -211,6 +250,7 @@ def audit_page(
                         for _chunk in response.streaming_content:  # type: ignore[attr-defined]
                             pass
         result.status = response.status_code
+        result.note = audit_urls.login_redirect_note(response)
     except Exception as exc:
         result.error = _describe_error(exc)
         client.exc_info = None  # else the client re-raises it on the next request
@@ -247,8 +287,9 @@ async def _get_async(client: Client, url: str, scope: capture) -> HttpResponseBa
 class Command(BaseCommand):
     help = (
         "Request pages with Django's test client and report N+1 queries, missing indexes "
-        "and duplicate queries on each. Give URLs, or --all for every GET route that "
-        "takes no arguments. Exit status 1 when --fail-on kinds are found, 2 on usage errors."
+        "and duplicate queries on each. Give URLs, or --all for every GET route (detail "
+        "pages with arguments filled from existing rows). Exit status 1 when --fail-on kinds "
+        "are found, 2 on usage errors."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -271,7 +312,20 @@ class Command(BaseCommand):
             "--all",
             action="store_true",
             dest="all_routes",
-            help="Also request every GET route that needs no URL arguments.",
+            help="Also request every GET route: those that need no URL arguments, and "
+            "detail pages whose pk/slug arguments can be filled from existing rows.",
+        )
+        parser.add_argument(
+            "--samples",
+            type=int,
+            default=1,
+            metavar="N",
+            help="With --all, request each detail page for the first N rows (default: 1).",
+        )
+        parser.add_argument(
+            "--include-admin",
+            action="store_true",
+            help="With --all, audit the admin site's pages too (skipped by default).",
         )
         parser.add_argument(
             "--format",
@@ -321,12 +375,15 @@ class Command(BaseCommand):
             raise CommandError("Give one or more URLs, or --all.", returncode=USAGE_ERROR)
         if options["threshold"] is not None and options["threshold"] < 1:
             raise CommandError("--threshold must be at least 1.", returncode=USAGE_ERROR)
+        if options["samples"] < 1:
+            raise CommandError("--samples must be at least 1.", returncode=USAGE_ERROR)
         excludes = self._compile(options["exclude"])
 
         skipped: list[Route] = []
         if options["all_routes"]:
             ignore_urls = conf.get_config().IGNORE_URLS
-            for route in discover_routes():
+            routes = discover_routes(include_admin=options["include_admin"])
+            for route in (r for found in routes for r in _fill(found, options["samples"])):
                 if route.path is None:
                     skipped.append(route)
                 elif any(p.search(route.path) for p in excludes):
@@ -439,11 +496,13 @@ class Command(BaseCommand):
             for result in results:
                 status = result.status if result.status is not None else "error"
                 heading = f"GET {result.url} ({status})"
+                note = f"; {result.note}" if result.note else ""
                 compact = not result.error and not result.report.findings and verbosity < 2
                 if compact:
-                    write(f"{heading}: {result.report.query_count} queries, no findings.")
+                    queries = count_of(result.report.query_count, "query", "queries")
+                    write(f"{heading}: {queries}, no findings{note}.")
                     continue
-                write(self.style.MIGRATE_HEADING(heading))
+                write(self.style.MIGRATE_HEADING(heading + note))
                 if result.error:
                     write(self.style.ERROR(f"  Page raised {result.error}"))
                 body = format_report(
@@ -454,7 +513,8 @@ class Command(BaseCommand):
             if compact:
                 write("")
         if skipped and verbosity >= 1:
-            write(self.style.MIGRATE_HEADING(f"Skipped {len(skipped)} route(s)"))
+            routes = count_of(len(skipped), "route", "routes")
+            write(self.style.MIGRATE_HEADING(f"Skipped {routes}"))
             width = max(len(r.pattern) for r in skipped)
             for route in skipped:
                 write(f"  {route.pattern:<{width}}  {route.skip_reason}")
@@ -463,7 +523,8 @@ class Command(BaseCommand):
         write(_summary_table(results))
         totals = _totals(results)
         line = (
-            f"{len(results)} page(s) audited, {len(skipped)} route(s) skipped: "
+            f"{count_of(len(results), 'page', 'pages')} audited, "
+            f"{count_of(len(skipped), 'route', 'routes')} skipped: "
             + ", ".join(f"{totals[k]} {_LABELS[k]}" for k in FAIL_ON_KINDS)
             + "."
         )
@@ -480,6 +541,7 @@ class Command(BaseCommand):
                     "url": r.url,
                     "status": r.status,
                     "error": r.error,
+                    "note": r.note,
                     "report": _report_data(r.report),
                 }
                 for r in results
@@ -508,8 +570,8 @@ def _report_data(report: Report) -> dict[str, Any]:
     keep = conf.get_config().LOG_PARAMS
     data = report.to_dict(params=keep)
     if not keep:
-        for duplicate in data["duplicates"]:
-            duplicate["params"] = None
+        for finding in (*data["duplicates"], *data["nplusones"]):
+            finding["params"] = None
     return data
 
 
@@ -549,7 +611,10 @@ def _summary_table(results: list[PageResult]) -> str:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal.
+
+    Written unstyled: a command's stderr wrapper styles everything as an error (red) on a
+    terminal, and progress is not an error."""
 
     WIDTH = 24
 
@@ -564,13 +629,18 @@ class _Progress:
             return
         done = int(self.WIDTH * index / self.total)
         bar = "#" * done + "-" * (self.WIDTH - done)
-        self.stream.write(f"\r\033[K[{bar}] {index + 1}/{self.total} {url[:60]}", ending="")
+        text = f"\r\033[K[{bar}] {index + 1}/{self.total} {url[:60]}"
+        self.stream.write(text, style_func=_unstyled, ending="")
         self.stream.flush()
 
     def clear(self) -> None:
         if self.enabled:
-            self.stream.write("\r\033[K", ending="")
+            self.stream.write("\r\033[K", style_func=_unstyled, ending="")
             self.stream.flush()
+
+
+def _unstyled(text: str) -> str:
+    return text
 
 
 __all__ = ["Command", "PageResult", "Route", "audit_page", "discover_routes"]
