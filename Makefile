@@ -12,10 +12,11 @@ STAMP := $(VENV)/.installed
 comma := ,
 EXTRAS := dev,example$(if $(filter mysql,$(DB)),$(comma)mysql)
 
-.PHONY: help venv demo test lint format typecheck docs bench bench-short bench-instructions serve clean
+.PHONY: help venv demo demo-fix test lint format typecheck docs bench bench-short bench-instructions serve clean
 
 help:
 	@echo "make demo    - set up, seed the example project and audit it (SQLite)"
+	@echo "make demo-fix - nplusone_audit --fix --apply on a throwaway copy of the example project"
 	@echo "make test    - run the test suite (DB=sqlite|postgres|mysql)"
 	@echo "make lint    - ruff + mypy"
 	@echo "make docs    - build the docs with warnings as errors"
@@ -47,6 +48,20 @@ format: venv
 # The example project follows DB=... too (its database, nplusone_example, must exist).
 demo: venv
 	cd example_project && EXAMPLE_DB=$(DB) ../$(BIN)/python manage.py demo
+
+# `nplusone_audit --fix --apply` on a throwaway copy of the example project (SQLite): the
+# diff of what was written, what was reverted or left by hand, and queries before/after.
+# KEEP=1 keeps the copy to look at.
+demo-fix: venv
+	@set -e; dir=$$(mktemp -d); root="$(CURDIR)"; \
+	cp -r example_project "$$dir/"; rm -f "$$dir/example_project/db.sqlite3"; \
+	cd "$$dir/example_project"; export EXAMPLE_DB=sqlite EXAMPLE_SQLITE_PATH="$$dir/db.sqlite3"; \
+	"$$root/$(BIN)/python" manage.py migrate -v0; \
+	"$$root/$(BIN)/python" manage.py seed --size 12; \
+	status=0; "$$root/$(BIN)/python" manage.py nplusone_audit --all --explain --fix --apply \
+		-v0 || status=$$?; \
+	if [ -n "$(KEEP)" ]; then echo "The copy: $$dir/example_project"; else rm -rf "$$dir"; fi; \
+	exit $$status
 
 # Benchmark: its own virtualenv (benchmarks/.venv), so the tools compared against never
 # touch the project's. django-nplus1 needs Python >= 3.12: the first of python3.13/3.12 that

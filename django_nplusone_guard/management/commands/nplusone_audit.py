@@ -31,7 +31,7 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.urls.resolvers import LocalePrefixPattern, RegexPattern, RoutePattern
 from django.utils.regex_helper import normalize
 
-from django_nplusone_guard import audit_urls, conf
+from django_nplusone_guard import audit_urls, autofix, conf
 from django_nplusone_guard.capture import capture, render_frame
 from django_nplusone_guard.report import Report, count_of, format_report
 
@@ -72,6 +72,8 @@ class PageResult:
     error: str | None = None
     #: What the reader should know about the response (a redirect to the login page).
     note: str | None = None
+    #: Bytes of the body, when it is not streamed (``--fix`` compares it before and after).
+    body_length: int | None = None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -251,6 +253,8 @@ def audit_page(
                             pass
         result.status = response.status_code
         result.note = audit_urls.login_redirect_note(response)
+        if not response.streaming:
+            result.body_length = len(response.content)  # type: ignore[attr-defined]
     except Exception as exc:
         result.error = _describe_error(exc)
         client.exc_info = None  # else the client re-raises it on the next request
@@ -367,6 +371,7 @@ class Command(BaseCommand):
             default=True,
             help="Roll back each request's database changes (default: yes).",
         )
+        autofix.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         fail_on = self._parse_fail_on(options["fail_on"])
@@ -378,6 +383,7 @@ class Command(BaseCommand):
         if options["samples"] < 1:
             raise CommandError("--samples must be at least 1.", returncode=USAGE_ERROR)
         excludes = self._compile(options["exclude"])
+        autofix.check_options(options)
 
         skipped: list[Route] = []
         if options["all_routes"]:
@@ -400,6 +406,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(self._as_json(results, skipped, fail_on), indent=2))
         else:
             self._write_text(results, skipped, options["verbosity"])
+
+        if options["fix"]:
+            autofix.fix(results, options, self.stdout, self.style)
 
         failed = [k for k in fail_on if any(r.counts()[k] for r in results)]
         if failed:
