@@ -26,6 +26,9 @@ class Variant:
     after_setup: str | None = None
     #: Ids of the toolbar panels the rendered page must show (the worker checks them).
     panels_shown: tuple[str, ...] = ()
+    #: Only a share of its requests is guarded (``SAMPLE_RATE``): the check asks for one that
+    #: is, and that its exporters all loaded.
+    sampled: bool = False
 
 
 _GUARD = "django_nplusone_guard"
@@ -51,6 +54,34 @@ def _guard(name: str, label: str, *, explain: bool = False, **extra: Any) -> Var
         settings={"NPLUSONE_GUARD": {"ENABLED": True, "ACTION": "log", "EXPLAIN": explain}},
         **extra,
     )
+
+
+def _production(name: str, label: str) -> Variant:
+    """The guard as docs/production.md sets it up: one request in a hundred guarded, every
+    exporter on (no OpenTelemetry SDK or Sentry DSN configured: their APIs' no-ops, what a
+    process that installed them but traces nothing pays), one report per id and 300 s."""
+    return Variant(
+        name,
+        label,
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={
+            "NPLUSONE_GUARD": {
+                "ENABLED": True,
+                "ACTION": "log",
+                "EXPLAIN": False,
+                "SAMPLE_RATE": PRODUCTION_SAMPLE_RATE,
+                "EXPORTERS": ["log", "opentelemetry", "sentry"],
+            }
+        },
+        requires="sentry_sdk",
+        after_setup="benchmarks.production.seed_sampling",
+        sampled=True,
+    )
+
+
+#: The production variant's ``SAMPLE_RATE``.
+PRODUCTION_SAMPLE_RATE = 0.01
 
 
 def _toolbar(
@@ -116,6 +147,14 @@ VARIANTS: tuple[Variant, ...] = (
         "guard middleware, EXPLAIN on",
         explain=True,
         requires="django_nplusone_guard.explain",
+    ),
+    _production("guard-production", "guard, production (SAMPLE_RATE=0.01, exporters on)"),
+    Variant(
+        "disabled-guard",
+        "guard installed, ENABLED off (diagnostic: what an unsampled request is held to)",
+        apps=(_GUARD,),
+        middleware=(_GUARD_MIDDLEWARE,),
+        settings={"NPLUSONE_GUARD": {"ENABLED": False, "ACTION": "log", "EXPLAIN": False}},
     ),
     _toolbar("toolbar", "debug toolbar, SQL panel"),
     _with_our_panel("toolbar-panel", "debug toolbar, SQL panel + our panel"),

@@ -18,20 +18,52 @@ MIDDLEWARE_PATH = "django_nplusone_guard.middleware.NPlusOneGuardMiddleware"
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E0xx for every problem :func:`conf.validate` finds; W001 for risky production set-ups."""
+    """E0xx for every problem :func:`conf.validate` finds; E010 for ``raise`` in production;
+    E011 for an exporter that cannot run here."""
     raw = getattr(settings, conf.SETTING_NAME, {})
     problems = conf.validate(raw)
     conf.mark_reported(problems)  # shown here: the run-time log does not say it again
     messages: list[CheckMessage] = [Error(p.msg, hint=p.hint, id=p.id) for p in problems]
-    if isinstance(raw, dict) and raw.get("ACTION") == "raise" and not settings.DEBUG:
-        enabled = raw.get("ENABLED", settings.DEBUG)
-        if enabled:
+    if not isinstance(raw, dict):
+        return messages
+    if (
+        raw.get("ACTION") == "raise"
+        and not settings.DEBUG
+        and raw.get("ENABLED", settings.DEBUG)
+        and raw.get("ALLOW_RAISE_IN_PRODUCTION") is not True
+    ):
+        messages.append(
+            Error(
+                f"{conf.SETTING_NAME}['ACTION'] is 'raise' while DEBUG is False: an N+1 "
+                "would turn a working page into a 500 error in production.",
+                hint="Use ACTION 'log' in production (with SAMPLE_RATE and EXPORTERS, see "
+                "docs/production.md), keep ENABLED off there, or set "
+                "'ALLOW_RAISE_IN_PRODUCTION': True if failing requests is what you want "
+                "(a staging server).",
+                id="django_nplusone_guard.E010",
+            )
+        )
+    messages.extend(_check_exporters(raw.get("EXPORTERS")))
+    return messages
+
+
+def _check_exporters(names: Any) -> list[CheckMessage]:
+    if not isinstance(names, list | tuple):
+        return []  # missing (the default), or E002 already
+    from .exporters.base import exporter_problem
+
+    messages: list[CheckMessage] = []
+    for name in names:
+        problem = exporter_problem(name) if isinstance(name, str) else None
+        if problem is not None:
             messages.append(
-                Warning(
-                    f"{conf.SETTING_NAME}['ACTION'] is 'raise' while DEBUG is False: an N+1 "
-                    "will turn a working page into a 500 error in production.",
-                    hint="Use ACTION 'log' in production, or keep ENABLED off there.",
-                    id="django_nplusone_guard.W001",
+                Error(
+                    f"{conf.SETTING_NAME}['EXPORTERS'] has {name!r}, which {problem}.",
+                    hint="Use 'log', 'opentelemetry' (pip install "
+                    "'django-nplusone-guard[otel]'), 'sentry' (pip install "
+                    "'django-nplusone-guard[sentry]') or the dotted path of a callable "
+                    "taking one django_nplusone_guard.exporters.base.Export.",
+                    id="django_nplusone_guard.E011",
                 )
             )
     return messages

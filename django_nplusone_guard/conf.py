@@ -35,6 +35,9 @@ ACTIONS = ("log", "warn", "raise", "off")
 #: a person, or are the guard's own audit.
 NEVER_GUARDED_COMMANDS = frozenset({"runserver", "migrate", "test", "shell", "nplusone_audit"})
 ALLOW_RULE_KEYS = frozenset({"model", "field", "callsite", "sql", "kind"})
+#: ``EXPORTERS`` names that need no import path: each is a module of ``exporters/``.
+BUILTIN_EXPORTERS = ("log", "opentelemetry", "sentry")
+SENTRY_MODES = ("event", "breadcrumb")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,15 @@ class Config:
     TASKS: bool = False
     #: Guard each execution of a Celery task (the ``celery`` extra).
     CELERY: bool = False
+    #: Production mode (see docs/production.md): the share of requests, commands and tasks
+    #: guarded; how often one finding id is reported per process (``None``: 300 s with
+    #: ``DEBUG`` off, 0 with it on, read when findings are delivered); where ``ACTION="log"``
+    #: sends findings.
+    SAMPLE_RATE: float = 1.0
+    REPORT_INTERVAL: float | None = None
+    EXPORTERS: tuple[str, ...] = ("log",)
+    SENTRY_MODE: str = "event"
+    ALLOW_RAISE_IN_PRODUCTION: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -88,6 +100,10 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 # key -> (type check, human description of the expected type)
 _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ENABLED": (_is_bool, "a bool"),
@@ -110,6 +126,11 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "TASKS": (_is_bool, "a bool"),
     "CELERY": (_is_bool, "a bool"),
+    "SAMPLE_RATE": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0.0 to 1.0"),
+    "REPORT_INTERVAL": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
+    "EXPORTERS": (_is_str_list, "a list of exporter names or dotted paths (strings)"),
+    "SENTRY_MODE": (lambda v: v in SENTRY_MODES, "'event' or 'breadcrumb'"),
+    "ALLOW_RAISE_IN_PRODUCTION": (_is_bool, "a bool"),
 }
 
 
@@ -332,8 +353,19 @@ def _build(raw: Mapping[str, Any]) -> Config:
         COMMANDS=_commands(value("COMMANDS", defaults.COMMANDS)),
         TASKS=value("TASKS", defaults.TASKS),
         CELERY=value("CELERY", defaults.CELERY),
+        SAMPLE_RATE=float(value("SAMPLE_RATE", defaults.SAMPLE_RATE)),
+        REPORT_INTERVAL=_seconds(value("REPORT_INTERVAL", None)),
+        EXPORTERS=tuple(value("EXPORTERS", defaults.EXPORTERS)),
+        SENTRY_MODE=value("SENTRY_MODE", defaults.SENTRY_MODE),
+        ALLOW_RAISE_IN_PRODUCTION=value(
+            "ALLOW_RAISE_IN_PRODUCTION", defaults.ALLOW_RAISE_IN_PRODUCTION
+        ),
         raw=dict(raw),
     )
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _commands(value: bool | Sequence[str]) -> bool | tuple[str, ...]:

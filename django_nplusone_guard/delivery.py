@@ -25,6 +25,7 @@ from contextvars import ContextVar, Token
 from . import conf
 from .capture import active_scope, log_internal_error
 from .exceptions import NPlusOneDetected, NPlusOneWarning
+from .exporters.base import deliver
 from .report import Report, format_finding
 
 __all__ = ["act", "reporter", "reporting", "start_reporting", "stop_reporting"]
@@ -86,7 +87,9 @@ def reporting(label: str) -> Iterator[None]:
 
 
 def act(report: Report, action: str, *, label: str = "") -> None:
-    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises.
+    """Deliver a report the way ``ACTION`` says. Only ``raise`` ever raises. ``log`` hands
+    the findings to ``EXPORTERS`` (a log line each by default), at most once per finding id
+    and ``REPORT_INTERVAL``.
 
     Nothing is delivered while an enclosing test, guarded block or request reports
     (:func:`reporting`, a request's scope enclosing this code).
@@ -99,14 +102,14 @@ def act(report: Report, action: str, *, label: str = "") -> None:
         if report.nplusones:
             raise NPlusOneDetected(report, context=label)
         return
-    log_params = conf.get_config().LOG_PARAMS
+    config = conf.get_config()
     try:
-        for finding in report.findings:
-            text = format_finding(finding, verbose=False, params=log_params)
-            if action == "warn":
+        if action == "warn":
+            for finding in report.findings:
+                text = format_finding(finding, verbose=False, params=config.LOG_PARAMS)
                 warn_at_callsite(text, getattr(finding, "callsite", ""))
-            else:
-                logger.warning("%s%s", f"{label}: " if label else "", text)
+        else:
+            deliver(report.findings, label=label, config=config)
     except NPlusOneWarning:
         raise  # warnings turned into errors (``-W error``) are the user's choice
     except Exception:

@@ -21,6 +21,7 @@ from . import conf
 from .capture import capture, log_internal_error, render_frame
 from .delivery import act, start_reporting, stop_reporting
 from .report import Report
+from .sampling import is_sampled
 
 __all__ = ["GuardedRun", "guarded"]
 
@@ -45,8 +46,10 @@ class GuardedRun:
         cls, label: str, *, action: str | None = None, frame: FrameType | None = None
     ) -> GuardedRun | None:
         """Start guarding, or ``None`` when the guard is off (:func:`conf.is_enabled`, read
-        now) or could not start (logged; the work then runs unguarded)."""
-        if not conf.is_enabled():
+        now), not sampled (``SAMPLE_RATE``) or could not start (logged; the work then runs
+        unguarded)."""
+        config = conf.get_config()
+        if not conf.is_enabled(config) or not is_sampled(config.SAMPLE_RATE):
             return None
         try:
             scope = capture()

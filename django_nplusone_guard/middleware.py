@@ -17,7 +17,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from . import conf
+from . import conf, sampling
 from .capture import capture, log_internal_error, resumed
 from .delivery import act
 
@@ -101,11 +101,15 @@ def _warn_if_app_missing() -> None:
 
 
 def _begin(request: HttpRequest, frame: Any) -> capture | None:
-    """The request's capture, or None: disabled, ignored URL, or a failure to start one
-    (logged; the request then runs unguarded rather than failing)."""
+    """The request's capture, or None: disabled, not sampled (``SAMPLE_RATE``), ignored URL,
+    or a failure to start one (logged; the request then runs unguarded rather than
+    failing)."""
     config = conf.get_config()
     enabled = config.ENABLED  # conf.is_enabled(), inline: this runs for every request
     if not (settings.DEBUG if enabled is None else enabled):
+        return None
+    rate = config.SAMPLE_RATE  # sampling.is_sampled(), inline: one draw, only below 1.0
+    if rate < 1.0 and sampling.source.random() >= rate:
         return None
     if config.IGNORE_URLS and any(p.search(request.path_info) for p in config.IGNORE_URLS):
         return None

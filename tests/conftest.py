@@ -33,6 +33,15 @@ def guard(settings):
     return configure
 
 
+@pytest.fixture(autouse=True)
+def _forget_reported_ids():
+    """``REPORT_INTERVAL`` is 300 s with DEBUG off, as under pytest: one test's findings
+    must not silence the same ids in the next test."""
+    from django_nplusone_guard.ratelimit import limiter
+
+    limiter.clear()
+
+
 def guard_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The log records the guard wrote."""
     return [r for r in caplog.records if r.name == "django_nplusone_guard"]

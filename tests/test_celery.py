@@ -129,6 +129,22 @@ def test_not_guarded_unless_asked(books, settings, eager, caplog, options):
     assert guard_records(caplog) == []
 
 
+def test_tasks_are_sampled_like_requests(books, guard, eager, caplog, monkeypatch):
+    import random
+
+    from django_nplusone_guard import sampling
+
+    guard(CELERY=True, ACTION="log", SAMPLE_RATE=0.5, REPORT_INTERVAL=0)
+    monkeypatch.setattr(sampling, "source", random.Random(4))
+    twin = random.Random(4)
+    expected = sum(twin.random() < 0.5 for _ in range(10))
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
+        for _ in range(10):
+            celery_tasks.author_names.delay()
+    assert len(guard_records(caplog)) == expected
+    assert 0 < expected < 10
+
+
 def test_unset_enabled_follows_debug_when_the_task_starts(books, settings, eager, caplog):
     settings.NPLUSONE_GUARD = {"CELERY": True, "ACTION": "log"}
     settings.DEBUG = False
@@ -149,7 +165,7 @@ def test_a_task_run_by_a_task_is_reported_once(books, guard, eager, caplog):
 
 
 def test_each_run_of_a_retried_task_is_reported_and_ended(books, guard, caplog):
-    guard(CELERY=True, ACTION="log")
+    guard(CELERY=True, ACTION="log", REPORT_INTERVAL=0)  # each run, not once per interval
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         result = celery_tasks.retried_author_names.apply(throw=False)
     assert len(result.get()) == 5

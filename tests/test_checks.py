@@ -84,12 +84,14 @@ def test_a_close_typo_gets_a_did_you_mean(settings):
     assert "Did you mean 'MAX_QUERIES'?" in str(message.hint)
 
 
-def test_raise_with_debug_off_warns(settings):
+def test_raise_with_debug_off_is_refused_unless_forced(settings):
     settings.DEBUG = False
     assert _ids(settings, {"ACTION": "raise", "ENABLED": True}) == [
-        ("django_nplusone_guard.W001", Warning)
+        ("django_nplusone_guard.E010", Error)
     ]
     assert _ids(settings, {"ACTION": "raise"}) == []  # ENABLED follows DEBUG: off
+    forced = {"ACTION": "raise", "ENABLED": True, "ALLOW_RAISE_IN_PRODUCTION": True}
+    assert _ids(settings, forced) == []
 
 
 def test_checks_are_registered_with_django(settings):

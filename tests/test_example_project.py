@@ -142,6 +142,22 @@ def test_demo_runs_a_command_and_a_job_beside_their_twins_after_the_pages(demo):
     assert "N+1 query" not in demo.stderr  # delivered once, in the demo's output
 
 
+def test_demo_ends_with_one_page_as_a_json_log_line_and_a_span_event(demo):
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    shown = demo.stdout.split("Production mode: one page, exported", 1)[1]
+    log_text, span_text = shown.split("An OpenTelemetry span event on the span 'GET /books/':")
+    log_line = json.loads(log_text[log_text.index("{") :])
+    event = json.loads(span_text)
+    assert log_line["kind"] == "nplusone-read"
+    assert log_line["model"] == "library.Book"
+    assert log_line["field"] == "author"
+    assert log_line["count"] == 12
+    assert event["name"] == "db.nplusone"
+    assert event["attributes"]["nplusone.id"] == log_line["finding_id"]
+    assert event["attributes"]["nplusone.relation"] == "library.Book.author"
+    assert event["attributes"]["code.file.path"] == "library/views.py"
+
+
 def test_every_fixed_twin_is_clean_and_every_problem_page_is_not(audit):
     pages = {page["url"]: page for page in audit["pages"]}
     assert all(page["status"] == 200 and page["error"] is None for page in pages.values())

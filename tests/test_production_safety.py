@@ -39,6 +39,7 @@ capture_module = importlib.import_module("django_nplusone_guard.capture")
 detect_module = importlib.import_module("django_nplusone_guard.detect")
 middleware_module = importlib.import_module("django_nplusone_guard.middleware")
 delivery_module = importlib.import_module("django_nplusone_guard.delivery")
+log_exporter_module = importlib.import_module("django_nplusone_guard.exporters.log")
 
 SECRET_EMAIL = "alice.secret@example.com"
 INLINE_SECRET = "bob.inline@example.com"
@@ -134,12 +135,13 @@ def _ids(messages: list[checks.CheckMessage]) -> list[str]:
         (False, {"ACTION": "raise", "ENABLED": False}, False),
         (True, {"ACTION": "raise"}, False),
         (False, {"ACTION": "log", "ENABLED": True}, False),
+        (False, {"ACTION": "raise", "ENABLED": True, "ALLOW_RAISE_IN_PRODUCTION": True}, False),
     ],
 )
-def test_w001_only_when_raise_can_reach_production(settings, debug, options, warns):
+def test_e010_only_when_raise_can_reach_production(settings, debug, options, warns):
     settings.DEBUG = debug
     settings.NPLUSONE_GUARD = options
-    assert ("django_nplusone_guard.W001" in _ids(check_settings())) is warns
+    assert ("django_nplusone_guard.E010" in _ids(check_settings())) is warns
 
 
 def test_w002_when_the_middleware_runs_without_the_app(settings):
@@ -342,16 +344,24 @@ def test_raise_mode_still_raises_for_a_real_finding(books, guard, monkeypatch, f
     assert raised.value.report.nplusones[0].count == 5
 
 
+@pytest.mark.parametrize(
+    ("module", "name", "logged"),
+    [
+        (delivery_module, "deliver", "delivering findings"),
+        (log_exporter_module, "format_finding", "the exporter 'log' failed"),
+    ],
+)
 def test_a_failure_while_delivering_findings_is_logged_once(
-    books, guard, caplog, monkeypatch, fresh_error_log
+    books, guard, caplog, monkeypatch, fresh_error_log, module, name, logged
 ):
-    guard(ACTION="log")
-    monkeypatch.setattr(delivery_module, "format_finding", _explode)
+    guard(ACTION="log", REPORT_INTERVAL=0)
+    monkeypatch.setattr(module, name, _explode)
     with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
         statuses = [Client().get("/nplusone/").status_code for _ in range(2)]
     assert statuses == [200, 200]
     [record] = _internal_errors(caplog)
-    assert "delivering findings" in record.getMessage()
+    assert logged in record.getMessage()
+    assert record.exc_info is not None
 
 
 def test_a_failure_while_recording_leaves_the_query_untouched(

@@ -145,3 +145,20 @@ def test_tasks_is_accepted_and_inert_before_django_6(books, guard):
     guard(TASKS=True)  # connects nothing, imports nothing, fails nothing
     assert "django.tasks" not in sys.modules
     assert check_settings() == []
+
+
+@needs_tasks
+def test_tasks_are_sampled_like_requests(books, guard, caplog, monkeypatch):
+    import random
+
+    from django_nplusone_guard import sampling
+
+    guard(TASKS=True, ACTION="log", SAMPLE_RATE=0.5, REPORT_INTERVAL=0)
+    monkeypatch.setattr(sampling, "source", random.Random(4))
+    twin = random.Random(4)
+    expected = sum(twin.random() < 0.5 for _ in range(10))
+    with caplog.at_level(logging.WARNING, logger="django_nplusone_guard"):
+        for _ in range(10):
+            tasks.author_names.enqueue()
+    assert len(guard_records(caplog)) == expected
+    assert 0 < expected < 10

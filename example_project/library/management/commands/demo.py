@@ -101,6 +101,10 @@ class Command(BaseCommand):
         )
         if problems:
             raise CommandError(f"{problems} page(s) not as expected (marked MISS above).")
+        self.stdout.write(self.style.MIGRATE_HEADING("\nProduction mode: one page, exported\n"))
+        from library.production_demo import show
+
+        show(self.stdout)
 
     def _run_beyond_requests(self) -> list[tuple[int, int]]:
         """Run each command and job and its twin, their findings logged here as they would
