@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import sys
 import threading
-from types import FrameType
 from typing import Any
 
 from . import conf
 from .exceptions import NPlusOneDetected
-from .guarded import GuardedRun
+from .guarded import GuardedRun, signal_sender_frame
 
 __all__ = ["connect", "has_celery", "sync_with_settings"]
 
@@ -57,19 +55,12 @@ def has_celery() -> bool:
     return importlib.util.find_spec("celery") is not None
 
 
-def _sender_frame() -> FrameType | None:
-    """The frame that sent the signal (Celery's tracer, about to call the task): where the
-    scope's call sites stop, as a command's stop at ``execute``."""
-    frame: FrameType | None = sys._getframe(2)  # past this function and the receiver
-    while frame is not None and frame.f_globals.get("__name__") == _DISPATCHER:
-        frame = frame.f_back
-    return frame
-
-
 def _task_prerun(sender: Any = None, task_id: str | None = None, **kwargs: Any) -> None:
     if not conf.get_config().CELERY or task_id is None:
         return  # switched off after the receivers were connected
-    run = GuardedRun.begin(getattr(sender, "name", None) or "celery task", frame=_sender_frame())
+    run = GuardedRun.begin(
+        getattr(sender, "name", None) or "celery task", frame=signal_sender_frame(_DISPATCHER)
+    )
     if run is not None:
         with _lock:
             _runs.setdefault(task_id, []).append(_TaskRun(run))

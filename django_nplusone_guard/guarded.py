@@ -23,10 +23,20 @@ from .delivery import act, start_reporting, stop_reporting
 from .report import Report
 from .sampling import is_sampled
 
-__all__ = ["GuardedRun", "guarded"]
+__all__ = ["GuardedRun", "guarded", "signal_sender_frame"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def signal_sender_frame(dispatcher: str) -> FrameType | None:
+    """Called by a signal receiver: the frame that sent the signal (a task queue about to
+    call the task), past the receiver and the frames of the ``dispatcher`` module that
+    delivers signals. A run's call sites stop there, as a command's stop at ``execute``."""
+    frame: FrameType | None = sys._getframe(2)  # past this function and the receiver
+    while frame is not None and frame.f_globals.get("__name__") == dispatcher:
+        frame = frame.f_back
+    return frame
 
 
 class GuardedRun:

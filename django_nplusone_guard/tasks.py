@@ -10,15 +10,13 @@ imported).
 
 from __future__ import annotations
 
-import sys
 import threading
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import django
 
 from . import conf
-from .guarded import GuardedRun
+from .guarded import GuardedRun, signal_sender_frame
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -37,19 +35,10 @@ def has_tasks_framework() -> bool:
     return django.VERSION >= (6, 0)
 
 
-def _sender_frame() -> FrameType | None:
-    """The frame that sent the signal (the backend about to call the task): where the
-    scope's call sites stop, as a command's stop at ``execute``."""
-    frame: FrameType | None = sys._getframe(2)  # past this function and the receiver
-    while frame is not None and frame.f_globals.get("__name__") == _DISPATCHER:
-        frame = frame.f_back
-    return frame
-
-
 def _task_started(sender: Any, task_result: TaskResult[..., Any], **kwargs: Any) -> None:
     if not conf.get_config().TASKS:
         return  # switched off after the receivers were connected
-    run = GuardedRun.begin(task_result.task.name, frame=_sender_frame())
+    run = GuardedRun.begin(task_result.task.name, frame=signal_sender_frame(_DISPATCHER))
     if run is not None:
         with _lock:
             _runs[task_result.id] = run
