@@ -24,12 +24,13 @@ class NPlusOneDetected(AssertionError):
     def __init__(
         self, report: Report, *, context: str = "", findings: list[Finding] | None = None
     ) -> None:
-        from .report import format_finding
+        from .report import count_of, format_finding
 
         self.report = report
         self.findings: list[Finding] = list(report.nplusones) if findings is None else findings
         only_nplusones = all(f.category == "nplusone" for f in self.findings)
-        head = f"{len(self.findings)} {'N+1 ' if only_nplusones else ''}finding(s)"
+        kind = "N+1 finding" if only_nplusones else "finding"
+        head = count_of(len(self.findings), kind, kind + "s")
         if context:
             head += f" in {context}"
         body = "\n\n".join(format_finding(f) for f in self.findings)

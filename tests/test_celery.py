@@ -86,7 +86,7 @@ def test_raise_is_logged_as_an_error_since_celery_swallows_signal_errors(
     assert result.successful()  # Celery would not let a signal receiver fail the task
     [record] = guard_records(caplog)
     assert record.levelno == logging.ERROR
-    assert record.getMessage().startswith(f"1 N+1 finding(s) in {NAME}:")
+    assert record.getMessage().startswith(f"1 N+1 finding in {NAME}:")
     # Said by the guard, not by Celery as a failed signal receiver.
     assert not [r for r in caplog.records if "Signal handler" in r.getMessage()]
 

@@ -63,7 +63,7 @@ def test_raise_fails_the_command(books, guard):
     guard(COMMANDS=["book_*"], ACTION="raise")
     with pytest.raises(NPlusOneDetected) as excinfo:
         _report()
-    assert "1 N+1 finding(s) in book_report" in str(excinfo.value)
+    assert "1 N+1 finding in book_report" in str(excinfo.value)
     _report("--fixed")
 
 
@@ -208,7 +208,7 @@ def test_manage_py_exit_status_is_unchanged_in_log_and_warn_mode(action):
 def test_manage_py_fails_in_raise_mode():
     result = _manage({"ENABLED": True, "COMMANDS": True, "ACTION": "raise"}, "book_report")
     assert result.returncode == 1
-    assert "NPlusOneDetected: 1 N+1 finding(s) in book_report" in result.stderr
+    assert "NPlusOneDetected: 1 N+1 finding in book_report" in result.stderr
 
 
 @pytest.mark.django_db(False)

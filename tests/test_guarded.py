@@ -201,7 +201,7 @@ def test_guarded_work_inside_a_request_in_raise_mode_raises_once_from_the_reques
     finally:
         got_request_exception.disconnect(note)
     # The view itself ran to its end: the only error Django handled is the request's.
-    assert [str(exc).split(":")[0] for exc in raised] == ["1 N+1 finding(s) in GET /guarded/job/"]
+    assert [str(exc).split(":")[0] for exc in raised] == ["1 N+1 finding in GET /guarded/job/"]
 
 
 def test_guarded_work_inside_a_plain_capture_still_delivers(books, guard, caplog):

@@ -51,7 +51,7 @@ def test_raise_action_raises_after_the_view(books, guard):
     client = Client(raise_request_exception=True)
     with pytest.raises(NPlusOneDetected) as excinfo:
         client.get("/books/")
-    assert "1 N+1 finding(s) in GET /books/" in str(excinfo.value)
+    assert "1 N+1 finding in GET /books/" in str(excinfo.value)
     assert excinfo.value.report.nplusones[0].count == 5
     assert client.get("/books/fixed/").status_code == 200
 

@@ -152,7 +152,7 @@ def test_suite_wide_fail_mode(project):
     line = shop_line(project, "book.author.name for book in Book")
     result.stdout.fnmatch_lines(
         [
-            "*1 N+1 finding(s) in test_suite.py::test_nplusone:",
+            "*1 N+1 finding in test_suite.py::test_nplusone:",
             "N+1 query on testapp.*: 4 queries (*",
             f"  at shop.py:{line} in author_names*",
             '  SQL: SELECT "testapp_author"."id", *',
@@ -187,7 +187,7 @@ def test_off_is_the_default_and_warn_does_not_fail(project):
     warned.assert_outcomes(passed=1, warnings=1)
     warned.stdout.fnmatch_lines(
         [
-            "*shop.py:*: NPlusOneWarning: 1 N+1 finding(s) in test_suite.py::test_nplusone:",
+            "*shop.py:*: NPlusOneWarning: 1 N+1 finding in test_suite.py::test_nplusone:",
             "*N+1 query on testapp.*: 4 queries*",
             "nplusone-guard: 1 finding in 1 of 1 guarded test",
         ]
@@ -273,20 +273,20 @@ def test_markers_and_fixture(project):
     result.assert_outcomes(passed=7, failed=4)
     result.stdout.fnmatch_lines(
         [
-            "*1 N+1 finding(s) in test_markers.py::test_marked:",
+            "*1 N+1 finding in test_markers.py::test_marked:",
             "N+1 query on testapp.*: 4 queries*",
         ]
     )
     result.stdout.fnmatch_lines(
         [
-            "1 finding(s) in test_markers.py::test_marked_duplicates:",
+            "1 finding in test_markers.py::test_marked_duplicates:",
             "",
             "Duplicate query on testapp.Book: 2 identical queries",
         ]
     )
     result.stdout.fnmatch_lines(["*unknown key(s) 'modle'*"])
     result.stdout.fnmatch_lines(
-        ["E*NPlusOneDetected: 1 N+1 finding(s) in test_markers.py::test_fixture_assert_clean:"]
+        ["E*NPlusOneDetected: 1 N+1 finding in test_markers.py::test_fixture_assert_clean:"]
     )
 
 
@@ -339,7 +339,7 @@ def test_baseline_round_trip_and_new_finding(project):
     caught.assert_outcomes(passed=1, failed=1)
     caught.stdout.fnmatch_lines(
         [
-            "*1 N+1 finding(s) in test_new.py::test_new_page (not in baseline "
+            "*1 N+1 finding in test_new.py::test_new_page (not in baseline "
             "nplusone-baseline.json):",
             "N+1 query on testapp.*: 4 queries*",
             "*testapp_book*",

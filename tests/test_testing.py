@@ -56,7 +56,7 @@ def test_block_with_an_nplusone_fails_with_every_detail(books):
         views.book_list(_request())
     message = str(caught.value)
     first_line = message.splitlines()[0]
-    assert first_line.startswith("1 N+1 finding(s) in the block at tests/test_testing.py:")
+    assert first_line.startswith("1 N+1 finding in the block at tests/test_testing.py:")
     assert re.search(r"N\+1 query on testapp\.(Author|Book\.author): 5 queries", message)
     assert "5 queries" in message
     assert f"at {BOOK_LIST_SITE}" in message
@@ -171,7 +171,7 @@ def test_duplicates_fail_only_when_asked(books):
     with pytest.raises(NPlusOneDetected) as caught, assert_no_nplusone(duplicates=True):
         twice()
     message = str(caught.value)
-    assert message.startswith("1 finding(s) in the block at tests/test_testing.py:")
+    assert message.startswith("1 finding in the block at tests/test_testing.py:")
     assert "Duplicate query on testapp.Book: 2 identical queries" in message
 
 
@@ -186,7 +186,7 @@ def test_missing_indexes_fail_only_when_asked(db):
     with pytest.raises(NPlusOneDetected) as caught, assert_no_nplusone(missing_indexes=True):
         list(Listing.objects.filter(city="Leeds"))
     message = str(caught.value)
-    assert message.startswith("1 finding(s) in the block at tests/test_testing.py:")
+    assert message.startswith("1 finding in the block at tests/test_testing.py:")
     assert "Missing index on testapp.Listing (city)" in message
     assert 'models.Index(fields=["city"]' in message
     with assert_no_nplusone(missing_indexes=True):
@@ -308,7 +308,7 @@ def test_mixin_guards_each_test_method(case_class, name, fails):
     if fails:
         text = result.failures[0][1]
         assert "NPlusOneDetected" in text
-        assert f"1 N+1 finding(s) in tests.test_testing.{case_class.__qualname__}.{name}" in text
+        assert f"1 N+1 finding in tests.test_testing.{case_class.__qualname__}.{name}" in text
         assert re.search(r"N\+1 query on testapp\.(Author|Book\.author): ", text)
         if "async" not in name:  # async ORM call sites depend on the event loop's thread
             assert "at tests/testapp/views.py:" in text

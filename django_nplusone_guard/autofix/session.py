@@ -20,6 +20,7 @@ from typing import Any
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.management.color import Style
 
+from ..report import count_of
 from . import proof, transforms
 from .plan import ByHand, Edit, EditError, admin_list_value, plan_edits
 from .safety import not_editable, uncommitted
@@ -299,9 +300,9 @@ def _summary(out: OutputWrapper, style: Style, outcome: Outcome, planned: list[E
         for url, (before, after) in outcome.queries.items():
             shown = "-" if after is None else str(after)
             write(f"  {url:<{width}}  {before:>6}  {shown:>5}")
-    counts = (
-        f"{len(outcome.verified)} edit(s) fixed and verified, {len(outcome.reverted)} "
-        f"reverted, {len(outcome.by_hand)} finding(s) to fix by hand."
-    )
-    write(counts if not planned else f"{len(planned)} edit(s) planned, "
-          f"{len(outcome.by_hand)} finding(s) to fix by hand.")  # fmt: skip
+    by_hand = f"{count_of(len(outcome.by_hand), 'finding', 'findings')} to fix by hand."
+    if planned:
+        write(f"{count_of(len(planned), 'edit', 'edits')} planned, {by_hand}")
+    else:
+        verified = count_of(len(outcome.verified), "edit", "edits")
+        write(f"{verified} fixed and verified, {len(outcome.reverted)} reverted, {by_hand}")

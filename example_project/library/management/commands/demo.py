@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_nplusone_guard import capture
+from django_nplusone_guard.report import count_of
 from library import tasks
 from library.urls import DEMOS, QUIET_PAGES
 
@@ -74,14 +75,14 @@ class Command(BaseCommand):
             problems += not ok
             mark = self.style.SUCCESS("ok  ") if ok else self.style.ERROR("MISS")
             self.stdout.write(
-                f"  {mark} {demo.url:<30} {found} {demo.category} finding(s)"
-                f"  | twin {demo.fixed_url:<30} {twin} finding(s)"
+                f"  {mark} {demo.url:<30} {_findings(found, demo.category)}"
+                f"  | twin {demo.fixed_url:<30} {_findings(twin)}"
             )
         for route, _view, why in QUIET_PAGES:
             found = sum(_count(pages[f"/{route}"], c) for c in _CATEGORIES)
             problems += found > 0
             mark = self.style.SUCCESS("ok  ") if not found else self.style.ERROR("MISS")
-            self.stdout.write(f"  {mark} /{route:<29} {found} finding(s): {why}")
+            self.stdout.write(f"  {mark} /{route:<29} {_findings(found)}: {why}")
         for (label, _run, fixed_label, _fixed), (found, twin) in zip(
             BEYOND_REQUESTS, beyond, strict=True
         ):
@@ -89,8 +90,8 @@ class Command(BaseCommand):
             problems += not ok
             mark = self.style.SUCCESS("ok  ") if ok else self.style.ERROR("MISS")
             self.stdout.write(
-                f"  {mark} {label:<30} {found} nplusone finding(s)"
-                f"  | twin {fixed_label:<30} {twin} finding(s)"
+                f"  {mark} {label:<30} {_findings(found, 'nplusone')}"
+                f"  | twin {fixed_label:<30} {_findings(twin)}"
             )
         if not problems:
             self.stdout.write(
@@ -139,6 +140,11 @@ def _guard_log_to(stream: TextIO) -> Iterator[None]:
 
 
 _CATEGORIES = ("nplusones", "missing_indexes", "duplicates")
+
+
+def _findings(count: int, kind: str = "") -> str:
+    what = f"{kind} finding" if kind else "finding"
+    return count_of(count, what, what + "s")
 
 
 def _count(page: dict[str, Any], category: str) -> int:
