@@ -16,7 +16,6 @@ twice, once under each label. The outermost front door always reports.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +25,13 @@ from . import conf
 from .capture import active_scope, log_internal_error
 from .exceptions import NPlusOneDetected, NPlusOneWarning
 from .exporters.base import deliver
+from .identity import split_callsite
 from .report import Report, format_finding
 
 __all__ = ["act", "reporter", "reporting", "start_reporting", "stop_reporting"]
 
 logger = logging.getLogger("django_nplusone_guard")
 
-_CALLSITE_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+) in (?P<func>.+)$")
 
 #: The outermost front door that reports its scope's findings itself (a test, a guarded
 #: block), by label; ``None`` when nothing does.
@@ -118,14 +117,14 @@ def act(report: Report, action: str, *, label: str = "") -> None:
 
 def warn_at_callsite(message: str, callsite: str) -> None:
     """An :class:`NPlusOneWarning` shown at the line that fired the queries."""
-    match = _CALLSITE_RE.match(callsite or "")
-    if match is None:
+    path, line, _function = split_callsite(callsite)
+    if line is None:
         warnings.warn(message, NPlusOneWarning, stacklevel=2)
         return
     warnings.warn_explicit(
         message,
         NPlusOneWarning,
-        filename=match["path"],
-        lineno=int(match["line"]),
-        module=match["path"].removesuffix(".py").replace("/", "."),
+        filename=path,
+        lineno=line,
+        module=path.removesuffix(".py").replace("/", "."),
     )
