@@ -35,13 +35,9 @@ import argparse
 import itertools
 import logging
 import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from io import StringIO
@@ -59,6 +55,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from benchmarks.callgrind import count_instructions  # noqa: E402
 from django_nplusone_guard import guarded  # noqa: E402
 from tests.testapp import celery_tasks  # noqa: E402
 from tests.testapp.models import Author, Book  # noqa: E402
@@ -67,7 +64,6 @@ from tests.testapp.models import Author, Book  # noqa: E402
 BATCH_SECONDS = 0.02
 #: Runs counted per case under callgrind (``--instructions``): the N+1's and the fixed twin's.
 RUNS = {"N+1": 10, "fixed": 50}
-_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def _book_report(fixed: bool) -> Callable[[], object]:
@@ -153,34 +149,12 @@ def worker(index: int, arm: int, rows: int) -> None:
 def _count(index: int, arm: int, rows: int, seed: int) -> float:
     """Instructions per run of ``CASES[index]``, unguarded (``arm`` 0) or guarded (1)."""
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-    fixed = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [
-                *fixed,
-                "valgrind",
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=starmap_next",
-                f"--callgrind-out-file={tmp}/callgrind.out",
-                sys.executable,
-                "-m",
-                "benchmarks.beyond_requests",
-                "--rows",
-                str(rows),
-                "--worker",
-                f"{index}:{arm}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    counted = _COLLECTED.findall(proc.stderr)
-    if proc.returncode != 0 or not counted or int(counted[-1]) == 0:
+    argv = [sys.executable, "-m", "benchmarks.beyond_requests", "--rows", str(rows)]
+    proc, counted = count_instructions([*argv, "--worker", f"{index}:{arm}"], env)
+    if proc.returncode != 0 or counted == 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"callgrind worker failed ({proc.returncode}): {tail[0]}")
-    return int(counted[-1]) / _runs(CASES[index][0])
+    return counted / _runs(CASES[index][0])
 
 
 def instructions(rows: int, seeds: int) -> None:

@@ -31,17 +31,14 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchmarks.callgrind import count_instructions
 from benchmarks.run import FLAT_TOLERANCE, PANEL_VARIANTS, ROOT, TARGETS, WORKLOADS, base_of
 
 #: Requests counted per page: enough to average a request, few enough for valgrind's ~50x.
@@ -49,7 +46,6 @@ from benchmarks.run import FLAT_TOLERANCE, PANEL_VARIANTS, ROOT, TARGETS, WORKLO
 #: others; with 3 requests of the 100-query page it moved a ratio by a whole point, so each
 #: page runs long enough (about a billion instructions) for collections to average out.
 REQUESTS = {1: 100, 100: 10, 1000: 2}
-_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def worker(variant: str, queries: int, requests: int) -> None:
@@ -97,29 +93,8 @@ def _measure(python: str, variant: str, queries: int, seed: int) -> dict[str, ob
         "NPLUSONE_BENCH_SLOW": "1",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    # Without address randomisation a run is exactly repeatable: same seed, same count.
-    fixed = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [
-                *fixed,
-                "valgrind",
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=starmap_next",
-                f"--callgrind-out-file={tmp}/callgrind.out",
-                python,
-                "-m",
-                "benchmarks.instructions",
-                "--worker",
-                f"{variant}:{queries}:{requests}",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    argv = [python, "-m", "benchmarks.instructions", "--worker", f"{variant}:{queries}:{requests}"]
+    proc, counted = count_instructions(argv, env, cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
@@ -127,10 +102,9 @@ def _measure(python: str, variant: str, queries: int, seed: int) -> dict[str, ob
     result: dict[str, object] = json.loads(lines[-1])
     if "skipped" in result:
         return result
-    counted = _COLLECTED.findall(proc.stderr)
-    if not counted or int(counted[-1]) == 0:
+    if counted == 0:
         return {"error": "callgrind counted nothing (no starmap_next symbol in this Python?)"}
-    result["per_request"] = int(counted[-1]) / requests
+    result["per_request"] = counted / requests
     return result
 
 
