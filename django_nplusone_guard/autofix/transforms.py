@@ -52,10 +52,7 @@ def parse_suggestion(suggestion: str) -> list[tuple[str, list[cst.Arg]]]:
     order; :class:`EditError` when it is not a chain of queryset calls."""
     if not suggestion.startswith(".") or "..." in suggestion or "<" in suggestion:
         raise EditError("the fix is not a queryset call to append")
-    try:
-        expression = cst.parse_expression("_" + suggestion)
-    except cst.ParserSyntaxError as exc:
-        raise EditError("the fix does not parse as Python") from exc
+    expression = _parse_expression("_" + suggestion, "the fix")
     calls: list[tuple[str, list[cst.Arg]]] = []
     node: cst.BaseExpression = expression
     while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
@@ -375,10 +372,7 @@ def edit_class_attribute(source: str, qualname: str, name: str, value: str) -> s
     the existing assignment's value replaced, or the assignment added."""
     module = _parse(source)
     cls = _find_class(module, qualname)
-    try:
-        new_value = cst.parse_expression(value)
-    except cst.ParserSyntaxError as exc:
-        raise EditError("the fix does not parse as Python") from exc
+    new_value = _parse_expression(value, "the fix")
     existing = _assignment(cls, name)
     if existing is not None:
         small = next(s for s in existing.body if isinstance(s, cst.Assign | cst.AnnAssign))
@@ -468,10 +462,7 @@ def add_model_index(source: str, model: str, index: str) -> str:
     missing. An index of that name already there is left as it is."""
     module = _parse(source)
     cls = _find_class(module, model)
-    try:
-        new_index = cst.parse_expression(index)
-    except cst.ParserSyntaxError as exc:
-        raise EditError("the index does not parse as Python") from exc
+    new_index = _parse_expression(index, "the index")
     meta = next(
         (m for m in cls.body.body if isinstance(m, cst.ClassDef) and m.name.value == "Meta"),
         None,
@@ -536,6 +527,13 @@ def _index_named(indexes: cst.List, index: cst.BaseExpression) -> bool:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def _parse_expression(code: str, what: str) -> cst.BaseExpression:
+    try:
+        return cst.parse_expression(code)
+    except cst.ParserSyntaxError as exc:
+        raise EditError(f"{what} does not parse as Python") from exc
 
 
 def _parse(source: str) -> cst.Module:
